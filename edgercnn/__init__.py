@@ -1,0 +1,8 @@
+"""edgercnn: the Edge Agreement Loss (Zimmermann & Siems) for torchvision's Mask R-CNN."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("edgercnn")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,203 @@
+"""One configuration object for a run: defaults here, a YAML file over them, CLI options over that.
+
+Keys are snake_case and double as the config columns of the per-seed result CSVs. An unknown key is an
+error (nanoGPT-style: defaults visible in one place, overrides are small diffs). The resolved config is
+saved as ``config.yaml`` in every run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgercnn.io import atomic_write_text
+
+FILTER_NAMES = ("sobel", "prewitt", "kayyali", "roberts", "laplace", "laplace4")
+SMOOTH_MODES = ("gt", "pred", "both")
+FORMULATIONS = ("lp", "ce-product", "ce-exp")
+BACKBONES = ("resnet50", "resnet101", "small")
+MASK_SIZES = (28, 56)
+#: What each stage trains (section 4): heads only; ResNet stage 4 and up plus heads; everything.
+STAGE_LAYERS = ("heads", "4+", "all")
+
+
+def paper_stages() -> list[dict[str, Any]]:
+    """The paper's schedule (section 4): 40k/80k/40k steps at lr 0.001, 0.001, 0.0001."""
+    return [
+        {"steps": 40_000, "layers": "heads", "lr": 0.001},
+        {"steps": 80_000, "layers": "4+", "lr": 0.001},
+        {"steps": 40_000, "layers": "all", "lr": 0.0001},
+    ]
+
+
+@dataclass
+class Config:
+    """Everything a training/evaluation run depends on."""
+
+    # what and where
+    experiment: str = "default"
+    name: str | None = None  # config name for results/<experiment>/<name>/; derived when None
+    data: str = "data/shapes"
+    out_dir: str = "runs"
+    results_dir: str = "results"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # model
+    backbone: str = "resnet50"
+    backbone_weights: str | None = None  # None: random init; "imagenet": torch hub cache; else a file path
+    mask_size: int = 28
+    num_classes: int | None = None  # from the dataset manifest when None (background excluded)
+    # edge agreement loss (section 3; ablations of section 5)
+    filters: list[str] = field(default_factory=lambda: ["sobel"])  # [] = baseline Mask R-CNN
+    p: float = 2.0
+    alpha: float = 1.0
+    smooth: str | None = None
+    magnitude: bool = False
+    formulation: str = "lp"
+    # data pipeline (section 4)
+    canvas: list[int] = field(default_factory=lambda: [1024, 800])  # width, height
+    hflip: float = 0.5
+    workers: int = 2
+    # schedule and optimiser (section 4)
+    stages: list[dict[str, Any]] = field(default_factory=paper_stages)
+    steps: int | None = None  # when set, the stages are scaled proportionally to this total
+    lr: float | None = None  # when set, scales every stage's lr so the first stage uses this value
+    batch_size: int = 2
+    momentum: float = 0.9
+    weight_decay: float = 0.0001
+    amp: bool = False
+    # logging, checkpoints, evaluation
+    checkpoint_every: int = 1000
+    log_every: int = 1
+    eval_at_end: bool = True
+    eval_max_images: int | None = None  # None: the whole val split
+    eval_score_threshold: float = 0.05
+    detections_per_image: int = 100
+
+    # ------------------------------------------------------------------ helpers
+    def config_name(self) -> str:
+        """The folder name under results/<experiment>/ (baseline, sobel-p2, ...)."""
+        if self.name:
+            return self.name
+        if not self.filters:
+            base = "baseline"
+        else:
+            base = "+".join(self.filters) + f"-p{self.p:g}"
+            if self.alpha != 1.0:
+                base += f"-a{self.alpha:g}"
+            if self.smooth:
+                base += f"-smooth_{self.smooth}"
+            if self.magnitude:
+                base += "-mag"
+            if self.formulation != "lp":
+                base += f"-{self.formulation}"
+        if self.mask_size != 28:
+            base += f"-m{self.mask_size}"
+        return base
+
+    def total_steps(self) -> int:
+        return sum(int(s["steps"]) for s in self.resolved_stages())
+
+    def resolved_stages(self) -> list[dict[str, Any]]:
+        """The stages after ``steps`` and ``lr`` are applied; each has steps, layers, lr."""
+        stages = [dict(s) for s in self.stages]
+        if self.steps is not None:
+            total = sum(int(s["steps"]) for s in stages)
+            scaled = [max(1, round(int(s["steps"]) * self.steps / total)) for s in stages]
+            scaled[-1] = max(1, self.steps - sum(scaled[:-1]))  # exact total
+            for s, n in zip(stages, scaled):
+                s["steps"] = n
+        if self.lr is not None:
+            factor = self.lr / float(stages[0]["lr"])
+            for s in stages:
+                s["lr"] = float(s["lr"]) * factor
+        return stages
+
+    def validate(self) -> None:
+        """Raise ValueError naming the key and what is allowed."""
+        bad = [f for f in self.filters if f not in FILTER_NAMES]
+        if bad:
+            raise ValueError(f"filters: unknown {bad}; choose from {', '.join(FILTER_NAMES)} or none")
+        if self.p < 1:
+            raise ValueError(f"p: must be >= 1, got {self.p}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
+        if self.smooth not in (None, *SMOOTH_MODES):
+            raise ValueError(f"smooth: got {self.smooth!r}; choose none, {', '.join(SMOOTH_MODES)}")
+        if self.formulation not in FORMULATIONS:
+            raise ValueError(f"formulation: got {self.formulation!r}; choose {', '.join(FORMULATIONS)}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone: got {self.backbone!r}; choose {', '.join(BACKBONES)}")
+        if self.mask_size not in MASK_SIZES:
+            raise ValueError(f"mask_size: got {self.mask_size}; choose 28 or 56")
+        if len(self.canvas) != 2 or min(self.canvas) < 32:
+            raise ValueError(f"canvas: expected [width, height] >= 32, got {self.canvas}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError("batch_size must be >= 1 and workers >= 0")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps: must be >= 1, got {self.steps}")
+        if not self.stages:
+            raise ValueError("stages: at least one stage is needed")
+        for i, s in enumerate(self.stages):
+            missing = {"steps", "layers", "lr"} - set(s)
+            extra = set(s) - {"steps", "layers", "lr"}
+            if missing or extra:
+                raise ValueError(f"stages[{i}]: needs exactly steps, layers, lr (missing {sorted(missing)}, "
+                                 f"unknown {sorted(extra)})")
+            if s["layers"] not in STAGE_LAYERS:
+                raise ValueError(f"stages[{i}].layers: got {s['layers']!r}; choose {', '.join(STAGE_LAYERS)}")
+            if int(s["steps"]) < 1 or float(s["lr"]) <= 0:
+                raise ValueError(f"stages[{i}]: steps must be >= 1 and lr > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(Config)}
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
+    """Build a Config from a mapping; an unknown key is a ValueError naming it and the source."""
+    unknown = sorted(set(values) - _field_names())
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
+    cfg = Config(**values)
+    if isinstance(cfg.filters, str):
+        cfg.filters = [cfg.filters]
+    cfg.filters = [f for f in cfg.filters if f != "none"]
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults < YAML file < overrides (None values in overrides mean 'not given')."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: config file not found; pass an existing YAML file to --config")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from err
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of config keys at the top level")
+        values.update(loaded)
+        source = str(path)
+    else:
+        source = "config"
+    unknown = sorted(set(values) - _field_names())
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return config_from_dict(values, source)

@@ -1,0 +1,1 @@
+"""Datasets: preparation (shapes, Cityscapes, COCO), the COCO-format training Dataset, transforms."""

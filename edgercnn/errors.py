@@ -1,0 +1,5 @@
+"""User-facing errors: one line saying what is wrong, where, and what to do (CONVENTIONS: errors)."""
+
+
+class EdgeRCNNError(Exception):
+    """An error the CLI prints as one line (no traceback unless --debug) before exiting non-zero."""
