@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import contextlib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
 
 import typer
+from rich.console import Console
 
 from edgercnn import __version__
 from edgercnn.data.cli import app as prepare_app
+from edgercnn.errors import EdgeRCNNError
 
 app = typer.Typer(
     help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
 )
 app.add_typer(prepare_app, name="prepare")
+
+
+class Smooth(str, Enum):
+    none = "none"
+    gt = "gt"
+    pred = "pred"
+    both = "both"
+
+
+class Formulation(str, Enum):
+    lp = "lp"
+    ce_product = "ce-product"
+    ce_exp = "ce-exp"
+
+
+class Backbone(str, Enum):
+    resnet50 = "resnet50"
+    resnet101 = "resnet101"
+    small = "small"
+
+
+class Format(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    latex = "latex"
+    csv = "csv"
+
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
 
 def _version(value: bool) -> None:
@@ -33,24 +68,193 @@ def main(
     """Edge Agreement Loss for Mask R-CNN."""
 
 
-def _not_yet(name: str) -> None:
-    typer.echo(f"edgercnn {name}: not implemented yet", err=True)
-    raise typer.Exit(2)
+@contextlib.contextmanager
+def user_errors(debug: bool) -> Iterator[None]:
+    """Print an EdgeRCNNError as one line on stderr and exit 1 (tracebacks with --debug)."""
+    try:
+        yield
+    except EdgeRCNNError as err:
+        if debug:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; the last checkpoint is kept: continue with --resume")
+        raise typer.Exit(130) from None
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The invoked command rebuilt from the options the user gave (recorded next to every result)."""
+    import shlex
+
+    parts = ["edgercnn", ctx.info_name or ""]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name == "DEFAULT":
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "argument":
+            parts.append(shlex.quote(str(value)))
+        elif isinstance(value, bool):
+            flag = next((o for o in param.opts if o.startswith("--")), param.opts[0]) if value else \
+                next((o for o in param.secondary_opts), None)
+            if flag:
+                parts.append(flag)
+        else:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                item = item.value if isinstance(item, Enum) else item
+                parts += [param.opts[0], shlex.quote(str(item))]
+    return " ".join(parts)
+
+
+def _parse_canvas(value: Optional[str]) -> Optional[list[int]]:
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise EdgeRCNNError(f"--canvas {value!r}: expected WIDTHxHEIGHT, e.g. 1024x800") from None
+    return [w, h]
+
+
+def _parse_filters(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    names = [n.strip().lower() for v in values for n in v.replace("+", ",").split(",") if n.strip()]
+    return [] if names == ["none"] else names
 
 
 @app.command()
-def train() -> None:
-    """Train Mask R-CNN with or without the Edge Agreement Loss (not implemented yet)."""
-    _not_yet("train")
+def train(
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare` (holds "
+                                                      "manifest.json). Default: data/shapes.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with config keys (snake_case); options given "
+                                                        "here override it; an unknown key is an error.")] = None,
+    filter: Annotated[Optional[list[str]], typer.Option(
+        "--filter", help="Edge filter(s): sobel, prewitt, kayyali, roberts, laplace (8-neighbour, the paper's L), "
+                         "laplace4; repeat or join with commas/+ to combine (sobel+laplace = the paper's S & L); "
+                         "`none` trains the plain Mask R-CNN baseline. Default: sobel.")] = None,
+    p: Annotated[Optional[float], typer.Option(help="Exponent of the L^p edge loss (section 5.2), >= 1. "
+                                                    "Default 2.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Weight of the edge loss (section 5.3). Default 1.")] = None,
+    smooth: Annotated[Optional[Smooth], typer.Option(help="Gaussian-smooth ground truth, prediction or both "
+                                                          "before the filters (section 5.6.1). Default none.")] = None,
+    magnitude: Annotated[Optional[bool], typer.Option("--magnitude/--no-magnitude", help="Add the gradient-"
+                         "magnitude channel of two-kernel filters (section 5.6.3).")] = None,
+    formulation: Annotated[Optional[Formulation], typer.Option(help="lp, or the weighted cross-entropy variants "
+                           "ce-product / ce-exp (section 5.6.3). Default lp.")] = None,
+    mask_size: Annotated[Optional[int], typer.Option(help="Mask head output 28 (torchvision) or 56 (one more "
+                                                          "2x upsampling; sections 5.4, 5.7). Default 28.")] = None,
+    backbone: Annotated[Optional[Backbone], typer.Option(help="resnet50, resnet101 (the authors') or small "
+                        "(resnet18-FPN with narrow heads, for CPU runs). Default resnet50.")] = None,
+    backbone_weights: Annotated[Optional[str], typer.Option(help="`imagenet` (torch hub cache), a ResNet "
+                                "state_dict file, or unset for random initialisation.")] = None,
+    canvas: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT the images are resized into (aspect kept) "
+                                                       "and zero-padded to. Default 1024x800.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Total steps; the paper's 40k/80k/40k stages are scaled "
+                                                      "proportionally. Default: the full 160k schedule.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the first stages; the last stage keeps "
+                                                     "its 1/10 ratio. Default 0.001.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step. Default 2.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes. Default 2.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N. Default auto.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="CUDA mixed precision.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Fixes initialisation, data order and flips. Default 0.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="Experiment name: results/<experiment>/...")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Config name (results/<experiment>/<name>/); derived from "
+                                                     "the edge settings when unset, e.g. sobel-p2.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Run folders go to <out-dir>/<experiment>/<name>/"
+                                                         "seed-<n>/. Default runs.")] = None,
+    results_dir: Annotated[Optional[Path], typer.Option(help="Per-seed result CSVs root. Default results.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every K steps (and at the end). "
+                                                                 "Default 1000.")] = None,
+    eval_at_end: Annotated[Optional[bool], typer.Option("--eval/--no-eval", help="Evaluate on the val split "
+                           "when training ends. Default on.")] = None,
+    eval_max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in its folder from its last checkpoint.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Train Mask R-CNN with the Edge Agreement Loss (or the baseline), then evaluate it."""
+    from edgercnn.config import load_config
+    from edgercnn.pipeline import train_and_evaluate
+
+    with user_errors(debug):
+        overrides = {
+            "data": str(data) if data else None, "filters": _parse_filters(filter), "p": p, "alpha": alpha,
+            "smooth": (None if smooth == Smooth.none else smooth.value) if smooth else None,
+            "magnitude": magnitude, "formulation": formulation.value if formulation else None,
+            "mask_size": mask_size, "backbone": backbone.value if backbone else None,
+            "backbone_weights": backbone_weights, "canvas": _parse_canvas(canvas), "steps": steps, "lr": lr,
+            "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "seed": seed,
+            "experiment": experiment, "name": name, "out_dir": str(out_dir) if out_dir else None,
+            "results_dir": str(results_dir) if results_dir else None, "checkpoint_every": checkpoint_every,
+            "eval_at_end": eval_at_end, "eval_max_images": eval_max_images,
+        }
+        cfg = load_config(config, overrides)
+        if smooth == Smooth.none:
+            cfg.smooth = None
+        run_dir, metrics, csv_path = train_and_evaluate(cfg, resume=resume, command=command_line(ctx))
+        if metrics is not None:
+            typer.echo(f"segm AP {metrics['segm_AP']:.2f}  bbox AP {metrics['bbox_AP']:.2f}  "
+                       f"val mask loss {metrics['val_loss_mask']:.4f}  → {csv_path}")
 
 
 @app.command("eval")
-def evaluate() -> None:
-    """Evaluate a run folder on the val split (not implemented yet)."""
-    _not_yet("eval")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder: <out-dir>/<experiment>/<config>/seed-<n>.")],
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda; default: the run's.")] = None,
+    max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only.")] = None,
+    debug: Debug = False,
+) -> None:
+    """COCO segm/bbox AP and the mean validation mask loss of a run; writes metrics and the per-seed CSV."""
+    from edgercnn.pipeline import evaluate_run
+
+    with user_errors(debug):
+        metrics, csv_path = evaluate_run(run_dir, device=device, max_images=max_images)
+        typer.echo(" ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
+        typer.echo(f"→ {csv_path}")
 
 
 @app.command()
-def report() -> None:
-    """Mean ± std tables and loss plots across seeds (not implemented yet)."""
-    _not_yet("report")
+def report(
+    exp_dir: Annotated[Path, typer.Argument(help="An experiment folder: results/<experiment>.")],
+    format: Annotated[Format, typer.Option("--format", help="table (rich), markdown, latex or csv.")] = Format.table,
+    compare: Annotated[Optional[Path], typer.Option(help="A reference CSV (e.g. results/paper/table1_filters.csv) "
+                                                         "to print beside ours.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Config name to compare against. Default: `baseline`.")]
+    = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Folder for the loss-curve PNG. Default: EXP_DIR.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Mean ± std over seeds per config, change vs. the baseline, and Figure-4-style loss plots."""
+    from edgercnn.report import report as build_report
+
+    with user_errors(debug):
+        build_report(exp_dir, fmt=format.value, compare=compare, baseline=baseline, plot_dir=plots)
+
+
+@app.command()
+def reproduce(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="Shapes dataset folder; made with the defaults if missing.")]
+    = Path("data/shapes"),
+    seeds: Annotated[int, typer.Option(help="Seeds per config (0..N-1).")] = 3,
+    steps: Annotated[int, typer.Option(help="Training steps per run (the paper's stages scaled).")] = 600,
+    experiment: Annotated[str, typer.Option(help="results/<experiment>/ gets the per-seed CSVs.")] = "shapes",
+    out_dir: Annotated[Path, typer.Option(help="Run folders root.")] = Path("runs"),
+    results_dir: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    debug: Debug = False,
+) -> None:
+    """The README's main command: baseline vs. sobel/p=2 on shapes, small CPU preset, N seeds, then the report.
+
+    Finished seeds are skipped and unfinished runs resumed, so it can be re-run after an interruption.
+    """
+    from edgercnn.reproduce import reproduce as run_reproduce
+
+    with user_errors(debug):
+        run_reproduce(data=data, seeds=seeds, steps=steps, experiment=experiment, out_dir=out_dir,
+                      results_dir=results_dir, workers=workers, device=device, console=Console(),
+                      command=command_line(ctx))

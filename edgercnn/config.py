@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
+from edgercnn.errors import ConfigError
 from edgercnn.io import atomic_write_text
+from edgercnn.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
 
-FILTER_NAMES = ("sobel", "prewitt", "kayyali", "roberts", "laplace", "laplace4")
-SMOOTH_MODES = ("gt", "pred", "both")
-FORMULATIONS = ("lp", "ce-product", "ce-exp")
+FILTER_NAMES = tuple(KERNELS)
 BACKBONES = ("resnet50", "resnet101", "small")
 MASK_SIZES = (28, 56)
 #: What each stage trains (section 4): heads only; ResNet stage 4 and up plus heads; everything.
@@ -70,9 +70,9 @@ class Config:
     momentum: float = 0.9
     weight_decay: float = 0.0001
     amp: bool = False
+    grad_clip_norm: float | None = 5.0  # global L2 norm; matterport's GRADIENT_CLIP_NORM, which the authors used
     # logging, checkpoints, evaluation
     checkpoint_every: int = 1000
-    log_every: int = 1
     eval_at_end: bool = True
     eval_max_images: int | None = None  # None: the whole val split
     eval_score_threshold: float = 0.05
@@ -118,40 +118,40 @@ class Config:
         return stages
 
     def validate(self) -> None:
-        """Raise ValueError naming the key and what is allowed."""
+        """Raise ConfigError (a ValueError) naming the key and what is allowed."""
         bad = [f for f in self.filters if f not in FILTER_NAMES]
         if bad:
-            raise ValueError(f"filters: unknown {bad}; choose from {', '.join(FILTER_NAMES)} or none")
+            raise ConfigError(f"filters: unknown {bad}; choose from {', '.join(FILTER_NAMES)} or none")
         if self.p < 1:
-            raise ValueError(f"p: must be >= 1, got {self.p}")
+            raise ConfigError(f"p: must be >= 1, got {self.p}")
         if self.alpha < 0:
-            raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
+            raise ConfigError(f"alpha: must be >= 0, got {self.alpha}")
         if self.smooth not in (None, *SMOOTH_MODES):
-            raise ValueError(f"smooth: got {self.smooth!r}; choose none, {', '.join(SMOOTH_MODES)}")
+            raise ConfigError(f"smooth: got {self.smooth!r}; choose none, {', '.join(SMOOTH_MODES)}")
         if self.formulation not in FORMULATIONS:
-            raise ValueError(f"formulation: got {self.formulation!r}; choose {', '.join(FORMULATIONS)}")
+            raise ConfigError(f"formulation: got {self.formulation!r}; choose {', '.join(FORMULATIONS)}")
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone: got {self.backbone!r}; choose {', '.join(BACKBONES)}")
+            raise ConfigError(f"backbone: got {self.backbone!r}; choose {', '.join(BACKBONES)}")
         if self.mask_size not in MASK_SIZES:
-            raise ValueError(f"mask_size: got {self.mask_size}; choose 28 or 56")
+            raise ConfigError(f"mask_size: got {self.mask_size}; choose 28 or 56")
         if len(self.canvas) != 2 or min(self.canvas) < 32:
-            raise ValueError(f"canvas: expected [width, height] >= 32, got {self.canvas}")
+            raise ConfigError(f"canvas: expected [width, height] >= 32, got {self.canvas}")
         if self.batch_size < 1 or self.workers < 0:
-            raise ValueError("batch_size must be >= 1 and workers >= 0")
+            raise ConfigError("batch_size must be >= 1 and workers >= 0")
         if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps: must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
         if not self.stages:
-            raise ValueError("stages: at least one stage is needed")
+            raise ConfigError("stages: at least one stage is needed")
         for i, s in enumerate(self.stages):
             missing = {"steps", "layers", "lr"} - set(s)
             extra = set(s) - {"steps", "layers", "lr"}
             if missing or extra:
-                raise ValueError(f"stages[{i}]: needs exactly steps, layers, lr (missing {sorted(missing)}, "
+                raise ConfigError(f"stages[{i}]: needs exactly steps, layers, lr (missing {sorted(missing)}, "
                                  f"unknown {sorted(extra)})")
             if s["layers"] not in STAGE_LAYERS:
-                raise ValueError(f"stages[{i}].layers: got {s['layers']!r}; choose {', '.join(STAGE_LAYERS)}")
+                raise ConfigError(f"stages[{i}].layers: got {s['layers']!r}; choose {', '.join(STAGE_LAYERS)}")
             if int(s["steps"]) < 1 or float(s["lr"]) <= 0:
-                raise ValueError(f"stages[{i}]: steps must be >= 1 and lr > 0")
+                raise ConfigError(f"stages[{i}]: steps must be >= 1 and lr > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,7 +168,7 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
     """Build a Config from a mapping; an unknown key is a ValueError naming it and the source."""
     unknown = sorted(set(values) - _field_names())
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
     cfg = Config(**values)
     if isinstance(cfg.filters, str):
         cfg.filters = [cfg.filters]
@@ -183,20 +183,20 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"{path}: config file not found; pass an existing YAML file to --config")
+            raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from err
+            raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from err
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of config keys at the top level")
+            raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
         values.update(loaded)
         source = str(path)
     else:
         source = "config"
     unknown = sorted(set(values) - _field_names())
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value

@@ -3,3 +3,7 @@
 
 class EdgeRCNNError(Exception):
     """An error the CLI prints as one line (no traceback unless --debug) before exiting non-zero."""
+
+
+class ConfigError(EdgeRCNNError, ValueError):
+    """A configuration key or value that is not allowed (also a ValueError for library callers)."""

@@ -93,7 +93,9 @@ def plot_losses(
             for config in configs:
                 if config == baseline:
                     continue
-                rel = _thin(relative_curve(band, config, baseline))
+                rel = relative_curve(band, config, baseline)
+                # skip the first window: means of a few noisy steps there would set the right axis' range
+                rel = _thin(rel[rel["step"] >= window] if window > 1 else rel)
                 rel_ax.plot(rel["step"], rel["rel"], color=colors[config], ls=":", lw=1.2)
             rel_ax.axhline(0.0, color="grey", lw=0.6)
             rel_ax.set_ylabel(f"vs {baseline} (%, dotted)")

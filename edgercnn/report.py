@@ -48,6 +48,7 @@ class ReportResult:
     plots: list[Path] = field(default_factory=list)
     baseline: str | None = None
     reference: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -165,7 +166,7 @@ def find_baseline(configs: list[str], runs: pd.DataFrame | None = None, baseline
         return "baseline"
     if runs is not None and "filters" in runs:
         filters = runs["filters"].astype(str).str.strip().str.lower()
-        found = sorted(runs.loc[filters.isin(["none", "", "nan", "[]"]), "config"].unique())
+        found = sorted(runs.loc[filters.isin(["none", "", "[]"]), "config"].unique())
         if found:
             return found[0]
     return None
@@ -221,15 +222,17 @@ def _metric_cell(row: pd.Series, m: str, pm: str = "±") -> str:
     return fmt_mean_std(row.get(m), row.get(f"{m}_std"), pm=pm)
 
 
-def metric_rows(summary: pd.DataFrame, configs: list[str], pm: str = "±") -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the Table-1 layout: config, n, six segm APs (mean ± std), val L_Mask."""
+def metric_rows(summary: pd.DataFrame, configs: list[str], pm: str = "±",
+                with_loss: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the Table-1 layout: config, n, six segm APs (mean ± std)[, val L_Mask]."""
     has_n = "n" in summary
-    header = ["config"] + (["n"] if has_n else []) + [SHORT[m] for m in SEGM_METRICS] + [SHORT["val_loss_mask"]]
+    metrics = SEGM_METRICS + (LOSS_METRICS if with_loss else ())
+    header = ["config"] + (["n"] if has_n else []) + [SHORT[m] for m in metrics]
     rows = []
     for c in configs:
         row = summary.loc[c]
         n = [str(int(row["n"])) if not _isnan(row["n"]) else "?"] if has_n else []
-        rows.append([c] + n + [_metric_cell(row, m, pm) for m in SEGM_METRICS + LOSS_METRICS])
+        rows.append([c] + n + [_metric_cell(row, m, pm) for m in metrics])
     return header, rows
 
 
@@ -248,13 +251,14 @@ def relative_rows(summary: pd.DataFrame, configs: list[str]) -> tuple[list[str],
 # --------------------------------------------------------------------------------------------- renderers
 def _sections(summary, configs, baseline, reference, ref_configs, ref_name):
     """(title, header, rows) for every table of the report, shared by all text formats."""
-    seeds = f"n = seeds; mean ± sample std (ddof=1)"
+    seeds = "n = seeds; mean ± sample std (ddof=1)"
     out = [(f"Mask AP (COCO segm, 0-100) and validation mask loss; {seeds}", *metric_rows(summary, configs))]
     if baseline is not None:
         out.append((f"Change relative to '{baseline}' (%, of the means; + = larger value)",
                     *relative_rows(summary, configs)))
     if reference is not None:
-        h, r = metric_rows(reference, ref_configs)
+        # the paper's tables have no validation mask loss: leave that column out when it is empty
+        h, r = metric_rows(reference, ref_configs, with_loss=bool(reference["val_loss_mask"].notna().any()))
         if "segm_avg_rel" in reference:
             h = h + ["avg Δ (6 segm)"]
             r = [row + [fmt_rel(reference.at[c, "segm_avg_rel"])] for row, c in zip(r, ref_configs)]
@@ -378,7 +382,7 @@ def report(
     if fmt == "table":
         group = render_rich(sections)
         buf = io.StringIO()
-        Console(file=buf, width=max(console.width, 120), color_system=None).print(group)
+        Console(file=buf, width=200, color_system=None).print(group)  # wide: no wrapped cells
         text = buf.getvalue()
         console.print(group)
     else:
@@ -389,7 +393,9 @@ def report(
         else:
             text = render_csv(summary, order, reference)
         console.out(text, highlight=False, end="")  # raw: no wrapping or markup
-    # notes and plot paths go to the console only, so csv/markdown/latex text stays clean
+    # notes and plot paths are not part of the text; for markdown/latex/csv they go to stderr so that
+    # `edgercnn report ... --format csv > table.csv` stays machine readable
+    note_console = console if fmt == "table" else Console(stderr=True)
     for line in notes + [f"plot: {p}" for p in plots]:
-        console.print(Text(line, style="dim"))
-    return ReportResult(summary=summary, text=text, plots=plots, baseline=base, reference=reference)
+        note_console.print(Text(line, style="dim"))
+    return ReportResult(summary=summary, text=text, plots=plots, baseline=base, reference=reference, notes=notes)

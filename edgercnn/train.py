@@ -1,0 +1,284 @@
+"""The training loop: the paper's staged schedule (section 4), per-step loss CSV, checkpoints, resume.
+
+A run lives in ``<out_dir>/<experiment>/<config name>/seed-<n>/``: ``config.yaml`` (resolved), ``losses.csv``
+(one row per step), ``checkpoint.pt`` (model, optimizer, step, RNG states; atomic), ``model_final.pt`` (a
+plain torchvision ``MaskRCNN`` state_dict) and, after evaluation, the metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
+
+from edgercnn.config import Config
+from edgercnn.data.dataset import CocoInstanceDataset, collate
+from edgercnn.data.manifest import load_manifest
+from edgercnn.data.sampling import StepBatchSampler
+from edgercnn.errors import EdgeRCNNError
+from edgercnn.io import atomic_write_bytes, atomic_write_text
+from edgercnn.model import build_model, set_trainable
+
+LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge")
+CSV_COLUMNS = ("step", "stage", "lr", *LOSS_KEYS, "loss_mrcnn", "loss_total", "step_time_s")
+CHECKPOINT = "checkpoint.pt"
+FINAL_WEIGHTS = "model_final.pt"
+LOSSES_CSV = "losses.csv"
+
+
+def stage_at(step: int, stages: list[dict[str, Any]]) -> int:
+    """0-based stage index of 1-based ``step``; steps past the end stay in the last stage."""
+    end = 0
+    for i, stage in enumerate(stages):
+        end += int(stage["steps"])
+        if step <= end:
+            return i
+    return len(stages) - 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EdgeRCNNError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def resolve_config(cfg: Config) -> Config:
+    """Fill what the dataset decides (num_classes) and check the data folder once, early."""
+    manifest = load_manifest(cfg.data)
+    if cfg.num_classes is None:
+        cfg.num_classes = len(manifest["classes"])
+    elif cfg.num_classes != len(manifest["classes"]):
+        raise EdgeRCNNError(f"num_classes={cfg.num_classes} but {cfg.data}/manifest.json lists "
+                            f"{len(manifest['classes'])} classes; drop num_classes from the config")
+    return cfg
+
+
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.out_dir) / cfg.experiment / cfg.config_name() / f"seed-{cfg.seed}"
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """torch.save, atomically."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_loss_rows(path: Path, up_to_step: int | None = None) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [r for r in rows if up_to_step is None or int(r["step"]) <= up_to_step]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    wall_time_s: float
+    last_losses: dict[str, float]
+
+
+class Trainer:
+    """Holds the model, optimizer and position of one run; ``run()`` trains to the end of the schedule."""
+
+    def __init__(self, cfg: Config, *, resume: bool = False, console: Console | None = None,
+                 command: str | None = None):
+        self.cfg = resolve_config(cfg)
+        self.console = console or Console(stderr=True)
+        self.device = resolve_device(cfg.device)
+        if cfg.amp and self.device.type != "cuda":
+            raise EdgeRCNNError("--amp needs a CUDA device; drop --amp or pass --device cuda")
+        self.stages = cfg.resolved_stages()
+        self.total_steps = sum(int(s["steps"]) for s in self.stages)
+        self.run_dir = run_dir_of(cfg)
+        self.command = command or " ".join(["edgercnn", *sys.argv[1:]])
+
+        ckpt_path = self.run_dir / CHECKPOINT
+        if ckpt_path.exists() and not resume:
+            raise EdgeRCNNError(f"{self.run_dir} already holds a run; pass --resume to continue it, "
+                                "or a different --seed/--name/--out-dir")
+        torch.manual_seed(cfg.seed)  # the seed fixes initialisation ...
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.model = build_model(cfg).to(self.device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=float(self.stages[0]["lr"]),
+                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
+        self.step = 0  # steps completed
+        self.wall_time_s = 0.0
+        if resume and ckpt_path.exists():
+            self._load_checkpoint(ckpt_path)
+        self.dataset = CocoInstanceDataset(cfg.data, "train", canvas=tuple(cfg.canvas), train=True, hflip=cfg.hflip)
+        if len(self.dataset) == 0:
+            raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.run_dir / "config.yaml")
+        atomic_write_text(self.run_dir / "command.txt", self.command + "\n")
+        # Keep only the loss rows the checkpoint covers: no duplicated or missing rows after a resume.
+        rows = read_loss_rows(self.run_dir / LOSSES_CSV, self.step)
+        atomic_write_text(self.run_dir / LOSSES_CSV, _csv_text(rows))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _load_checkpoint(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as err:  # noqa: BLE001
+            raise EdgeRCNNError(f"{path}: unreadable checkpoint ({err.__class__.__name__}); delete it to start "
+                                "over") from err
+        saved = state["config"]
+        for key in ("backbone", "mask_size", "filters", "p", "alpha", "smooth", "magnitude", "formulation",
+                    "stages", "steps", "batch_size", "seed", "canvas"):
+            if saved.get(key) != getattr(self.cfg, key):
+                raise EdgeRCNNError(f"{path}: was trained with {key}={saved.get(key)!r}, now {key}="
+                                    f"{getattr(self.cfg, key)!r}; resume with the same settings")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.wall_time_s = float(state["wall_time_s"])
+        _set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> None:
+        save_torch({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "step": self.step, "wall_time_s": self.wall_time_s,
+            "rng": _rng_state(), "config": self.cfg.to_dict(),
+        }, self.run_dir / CHECKPOINT)
+
+    # ------------------------------------------------------------------ training
+    def _loader(self, end_step: int) -> DataLoader:
+        sampler = StepBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, self.step, end_step)
+        # Own generator: creating the iterator must not draw from the global RNG (RoI sampling uses it).
+        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.workers,
+                          generator=torch.Generator().manual_seed(self.cfg.seed),
+                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+
+    def _apply_stage(self, index: int) -> None:
+        stage = self.stages[index]
+        set_trainable(self.model, stage["layers"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(stage["lr"])
+
+    def train_step(self, images, targets) -> dict[str, float]:
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(self.device.type, enabled=self.cfg.amp):
+            losses = self.model(images, targets)
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.cfg.grad_clip_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        values = {k: float(losses[k].detach()) if k in losses else 0.0 for k in LOSS_KEYS}
+        values["loss_mrcnn"] = sum(v for k, v in values.items() if k != "loss_edge")
+        values["loss_total"] = float(total.detach())
+        if not math.isfinite(values["loss_total"]):
+            raise EdgeRCNNError(f"loss became {values['loss_total']} at step {self.step + 1} ({self.run_dir}); "
+                                "lower the learning rate (--lr) or the edge weight (--alpha)")
+        return values
+
+    def run(self, stop_after: int | None = None) -> TrainResult:
+        """Train until the schedule ends (or ``stop_after`` more steps, for tests/partial runs)."""
+        self.model.train()
+        end = self.total_steps if stop_after is None else min(self.total_steps, self.step + stop_after)
+        writer = _tensorboard(self.run_dir)
+        stage = None
+        last: dict[str, float] = {}
+        log_every = max(1, self.total_steps // 10)  # plain log lines when the console is not a terminal
+        csv_path = self.run_dir / LOSSES_CSV
+        with csv_path.open("a", newline="") as handle, _progress(self.console) as progress:
+            rows = csv.DictWriter(handle, CSV_COLUMNS)
+            task = progress.add_task(self.cfg.config_name(), total=self.total_steps, completed=self.step, info="")
+            for images, targets in self._loader(end):
+                if stage != stage_at(self.step + 1, self.stages):
+                    stage = stage_at(self.step + 1, self.stages)
+                    self._apply_stage(stage)
+                t0 = time.perf_counter()
+                last = self.train_step(images, targets)
+                dt = time.perf_counter() - t0
+                self.step += 1
+                self.wall_time_s += dt
+                row = {"step": self.step, "stage": stage + 1, "lr": self.optimizer.param_groups[0]["lr"], **last,
+                       "step_time_s": dt}
+                rows.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+                handle.flush()
+                if writer is not None:
+                    for key, value in last.items():
+                        writer.add_scalar(f"train/{key}", value, self.step)
+                info = (f"stage {stage + 1} lr {row['lr']:.2g} total {last['loss_total']:.3f} "
+                        f"mask {last['loss_mask']:.3f} edge {last['loss_edge']:.3f}")
+                progress.update(task, completed=self.step, info=info)
+                if not self.console.is_terminal and (self.step % log_every == 0 or self.step == end):
+                    self.console.print(f"{self.cfg.config_name()} seed {self.cfg.seed}: step {self.step}/"
+                                       f"{self.total_steps} {info}", highlight=False)
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
+                    self.save_checkpoint()
+        if writer is not None:
+            writer.close()
+        if self.step >= self.total_steps:
+            save_torch(self.model.state_dict(), self.run_dir / FINAL_WEIGHTS)
+        return TrainResult(self.run_dir, self.step, self.wall_time_s, last)
+
+
+def _csv_text(rows: list[dict[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                    console=console, transient=False, disable=not console.is_terminal)
+
+
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except (ImportError, ModuleNotFoundError):
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def train(cfg: Config, *, resume: bool = False, console: Console | None = None, command: str | None = None,
+          stop_after: int | None = None) -> TrainResult:
+    """Train one run; evaluation at the end is the caller's (see ``edgercnn.pipeline.train_and_evaluate``)."""
+    return Trainer(cfg, resume=resume, console=console, command=command).run(stop_after=stop_after)

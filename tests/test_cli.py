@@ -1,0 +1,96 @@
+"""The CLI with Typer's CliRunner: help for every option, one-line errors, train → eval → report → reproduce."""
+
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from edgercnn import __version__
+from edgercnn.cli import app
+
+runner = CliRunner()
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def invoke(*args):
+    result = runner.invoke(app, list(args), terminal_width=200)
+    result.plain = ANSI.sub("", result.output)
+    return result
+
+
+def test_top_level_help_and_version():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("prepare", "train", "eval", "report", "reproduce"):
+        assert command in result.plain
+    assert invoke("--version").plain.strip() == f"edgercnn {__version__}"
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "report", "reproduce"])
+def test_every_option_has_help(command):
+    import typer.main
+
+    click_cmd = typer.main.get_command(app).commands[command]
+    for param in click_cmd.params:
+        if param.param_type_name == "option":
+            assert param.help and len(param.help) > 10, f"{command} {param.opts} lacks help"
+    assert invoke(command, "--help").exit_code == 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--filter", "canny"], "filters: unknown ['canny']"),
+    (["train", "--p", "0.5"], "p: must be >= 1"),
+    (["train", "--canvas", "big"], "--canvas 'big': expected WIDTHxHEIGHT"),
+    (["train", "--data", "/nonexistent/ds"], "/nonexistent/ds: is not a folder"),
+    (["eval", "/nonexistent/run"], "config.yaml: not found"),
+    (["report", "/nonexistent/results"], "/nonexistent/results"),
+])
+def test_bad_input_is_one_line_and_nonzero(args, needle):
+    result = invoke(*args)
+    assert result.exit_code == 1
+    lines = [line for line in result.plain.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.plain
+    assert needle in " ".join(result.plain.split()), result.plain
+
+
+def test_config_file_unknown_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr_rate: 1\n")
+    result = invoke("train", "--config", str(cfg))
+    assert result.exit_code == 1 and "unknown key(s) ['lr_rate']" in result.plain
+
+
+def test_train_eval_report_via_cli(tiny_shapes, tmp_path):
+    common = ["--data", str(tiny_shapes), "--backbone", "small", "--canvas", "64x64", "--steps", "3", "--workers",
+              "0", "--experiment", "cli", "--out-dir", str(tmp_path / "runs"), "--results-dir",
+              str(tmp_path / "results"), "--device", "cpu", "--lr", "0.01"]
+    result = invoke("train", *common, "--filter", "sobel,laplace", "--p", "1", "--smooth", "gt", "--mask-size", "56",
+                    "--seed", "1", "--no-eval")
+    assert result.exit_code == 0, result.plain
+    run = tmp_path / "runs" / "cli" / "sobel+laplace-p1-smooth_gt-m56" / "seed-1"
+    assert (run / "model_final.pt").is_file()
+    result = invoke("eval", str(run), "--max-images", "2")
+    assert result.exit_code == 0, result.plain
+    row = pd.read_csv(tmp_path / "results" / "cli" / "sobel+laplace-p1-smooth_gt-m56" / "seed-1.csv").iloc[0]
+    assert (row["filters"], row["p"], row["smooth"], row["mask_size"], row["seed"]) == ("sobel+laplace", 1.0, "gt",
+                                                                                          56, 1)
+    assert row["command"].startswith("edgercnn train --data ") and "--filter sobel,laplace" in row["command"]
+    assert "--no-eval" in row["command"] and "--resume" not in row["command"]
+    result = invoke("train", *common, "--filter", "none", "--formulation", "lp")
+    assert result.exit_code == 0, result.plain
+    result = invoke("report", str(tmp_path / "results" / "cli"), "--format", "markdown", "--baseline", "baseline")
+    assert result.exit_code == 0, result.plain
+    assert "| sobel+laplace-p1-smooth_gt-m56 |" in result.plain.replace("  ", " ")
+
+
+def test_reproduce_small(tiny_shapes, tmp_path):
+    args = ["reproduce", "--data", str(tiny_shapes), "--seeds", "1", "--steps", "2", "--out-dir",
+            str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--experiment", "rep"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.plain
+    for config in ("baseline", "sobel-p2"):
+        assert (tmp_path / "results" / "rep" / config / "seed-0.csv").is_file()
+    assert "reproduce finished in" in result.plain and "losses.png" in result.plain
+    again = invoke(*args)  # finished seeds are skipped
+    assert again.exit_code == 0 and again.plain.count("skipped") == 2
