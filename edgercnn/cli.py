@@ -172,7 +172,10 @@ def train(
     eval_at_end: Annotated[Optional[bool], typer.Option("--eval/--no-eval", help="Evaluate on the val split "
                            "when training ends. Default on.")] = None,
     eval_max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in its folder from its last checkpoint.")] = False,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Stop on a malformed annotation "
+                      "(bad polygon, zero-area box, unknown category) instead of skipping it with a count.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in its folder from its last checkpoint "
+                                              "(starts fresh when there is none).")] = False,
     debug: Debug = False,
 ) -> None:
     """Train Mask R-CNN with the Edge Agreement Loss (or the baseline), then evaluate it."""
@@ -189,7 +192,7 @@ def train(
             "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "seed": seed,
             "experiment": experiment, "name": name, "out_dir": str(out_dir) if out_dir else None,
             "results_dir": str(results_dir) if results_dir else None, "checkpoint_every": checkpoint_every,
-            "eval_at_end": eval_at_end, "eval_max_images": eval_max_images,
+            "eval_at_end": eval_at_end, "eval_max_images": eval_max_images, "strict": strict,
         }
         cfg = load_config(config, overrides)
         if smooth == Smooth.none:

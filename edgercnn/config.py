@@ -61,6 +61,7 @@ class Config:
     # data pipeline (section 4)
     canvas: list[int] = field(default_factory=lambda: [1024, 800])  # width, height
     hflip: float = 0.5
+    strict: bool = False  # per-annotation problems (bad polygons, zero-area boxes, ...) are fatal, not skipped
     workers: int = 2
     # schedule and optimiser (section 4)
     stages: list[dict[str, Any]] = field(default_factory=paper_stages)

@@ -23,7 +23,7 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader
 
 from edgercnn.config import Config
-from edgercnn.data.dataset import CocoInstanceDataset, collate
+from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped
 from edgercnn.io import atomic_write_json
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
@@ -92,7 +92,9 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
     """Metrics dict (COCO + ``val_loss_mask``) and the COCO results list of ``model`` on the val split."""
     console = console or Console(stderr=True)
     dataset = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False,
-                                  max_images=max_images if max_images is not None else cfg.eval_max_images)
+                                  max_images=max_images if max_images is not None else cfg.eval_max_images,
+                                  strict=cfg.strict)
+    report_skipped(dataset, console)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
     results: list[dict[str, Any]] = []
     mask_losses: list[float] = []

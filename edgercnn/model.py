@@ -159,7 +159,7 @@ def build_model(cfg: Config) -> MaskRCNN:
         head_dim, mask_layers, mask_dim = 256, (64, 64), 64
         anchor_sizes = ((16,), (32,), (64,), (128,), (256,))
         extra = dict(rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
-                     rpn_post_nms_top_n_test=150, box_batch_size_per_image=128)
+                     rpn_post_nms_top_n_test=150, box_batch_size_per_image=64)
     else:
         ctor = {"resnet50": resnet50, "resnet101": resnet101}[cfg.backbone]
         body, out_channels, in_channels = ctor(weights=None, norm_layer=FrozenBatchNorm2d), 256, [256, 512, 1024, 2048]

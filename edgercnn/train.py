@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from edgercnn.config import Config
-from edgercnn.data.dataset import CocoInstanceDataset, collate
+from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped
 from edgercnn.data.manifest import load_manifest
 from edgercnn.data.sampling import StepBatchSampler
 from edgercnn.errors import EdgeRCNNError
@@ -140,9 +140,11 @@ class Trainer:
         self.wall_time_s = 0.0
         if resume and ckpt_path.exists():
             self._load_checkpoint(ckpt_path)
-        self.dataset = CocoInstanceDataset(cfg.data, "train", canvas=tuple(cfg.canvas), train=True, hflip=cfg.hflip)
+        self.dataset = CocoInstanceDataset(cfg.data, "train", canvas=tuple(cfg.canvas), train=True, hflip=cfg.hflip,
+                                           strict=cfg.strict)
         if len(self.dataset) == 0:
             raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
+        report_skipped(self.dataset, self.console)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.run_dir / "config.yaml")
         atomic_write_text(self.run_dir / "command.txt", self.command + "\n")

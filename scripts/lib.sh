@@ -35,7 +35,8 @@ run() {
 
 # train_seeds DATA EXPERIMENT CONFIG [edgercnn train options...]
 # One training run (train + eval → results/EXPERIMENT/CONFIG/seed-N.csv) per seed in $SEEDS, skipping
-# seeds whose CSV already exists.
+# seeds whose CSV already exists; an interrupted run continues from its checkpoint (--resume starts fresh
+# when there is none).
 train_seeds() {
   local data=$1 exp=$2 name=$3 seed
   shift 3
@@ -48,7 +49,7 @@ train_seeds() {
     # shellcheck disable=SC2086  # EXTRA_ARGS is meant to split into words
     run "$EDGERCNN" train --data "$data" --experiment "$exp" --name "$name" --seed "$seed" \
       --backbone "$BACKBONE" --backbone-weights "$BACKBONE_WEIGHTS" --canvas "$CANVAS" \
-      --results-dir "$RESULTS_DIR" --out-dir "$OUT_DIR" --device "$DEVICE" "$@" $EXTRA_ARGS
+      --results-dir "$RESULTS_DIR" --out-dir "$OUT_DIR" --device "$DEVICE" --resume "$@" $EXTRA_ARGS
   done
 }
 

@@ -1,0 +1,200 @@
+"""The training Dataset over a prepared dataset folder (manifest + COCO-format JSON), torchvision's format."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+
+from edgercnn.data.manifest import load_manifest, split_paths
+from edgercnn.data.transforms import build_transforms, fit_scale
+from edgercnn.errors import EdgeRCNNError
+
+# per-annotation problems: skipped and counted, or fatal with strict=True
+REASONS = {
+    "unknown_category": "an unknown category id",
+    "polygon_lt_3_points": "a polygon with fewer than 3 points",
+    "zero_area_box": "a zero-area box",
+    "zero_area_mask": "a zero-area mask",
+    "bad_segmentation": "a missing or malformed segmentation",
+}
+
+
+def _load_coco(path: Path) -> COCO:
+    """pycocotools COCO of ``path`` with one-line errors for a missing file or malformed JSON."""
+    fix = "re-run edgercnn prepare for this dataset"
+    if not path.is_file():
+        raise EdgeRCNNError(f"{path}: annotation file not found; {fix}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeRCNNError(f"{path}: malformed JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
+                                             for k in ("images", "annotations", "categories")):
+        raise EdgeRCNNError(f"{path}: not a COCO instances file (needs lists 'images', 'annotations', "
+                            f"'categories'); {fix}")
+    for key, need in (("images", ("id", "file_name", "width", "height")), ("annotations", ("id", "image_id"))):
+        for entry in data[key]:
+            if not isinstance(entry, dict) or any(k not in entry for k in need):
+                raise EdgeRCNNError(f"{path}: an entry of {key!r} lacks one of {need}; {fix}")
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco
+
+
+def _problem(ann: dict[str, Any], img: dict[str, Any], known: set[int]) -> str | None:
+    """The reason an annotation cannot be a training target, or None."""
+    if ann.get("category_id") not in known:
+        return "unknown_category"
+    seg = ann.get("segmentation")
+    if isinstance(seg, list):
+        if not seg or any(not isinstance(p, list) or len(p) < 6 for p in seg):
+            return "polygon_lt_3_points" if seg else "bad_segmentation"
+    elif isinstance(seg, dict):
+        if "counts" not in seg or list(seg.get("size", [])) != [img["height"], img["width"]]:
+            return "bad_segmentation"
+    else:
+        return "bad_segmentation"
+    bbox = ann.get("bbox")
+    if bbox is not None and (len(bbox) != 4 or bbox[2] <= 0 or bbox[3] <= 0):
+        return "zero_area_box"
+    if ann.get("area") is not None and ann["area"] <= 0:
+        return "zero_area_mask"
+    return None
+
+
+class CocoInstanceDataset(torch.utils.data.Dataset):
+    """(image, target) pairs of one split, resized to fit ``canvas`` = (W, H) and zero padded to exactly it.
+
+    ``dataset[i]`` is never flipped; ``dataset[(i, seed)]`` is flipped (train only, probability ``hflip``)
+    depending on ``seed`` alone, so a sampler that hands out (index, seed) pairs fixes order and flips.
+    Crowd annotations are not targets (they stay in ``coco`` for evaluation). Per-annotation problems are
+    skipped and counted in ``skipped`` (a Counter of reasons, see REASONS) or raise with ``strict=True``.
+    """
+
+    def __init__(self, root: Path | str, split: str, canvas: tuple[int, int] = (1024, 800), train: bool = False,
+                 hflip: float = 0.5, strict: bool = False, max_images: int | None = None) -> None:
+        self.manifest = load_manifest(root)
+        self.images_dir, self.annotation_file = split_paths(self.manifest, split)
+        self.split, self.canvas, self.train, self.hflip = split, (int(canvas[0]), int(canvas[1])), train, hflip
+        self.classes: list[str] = list(self.manifest["classes"])
+        cat_ids: list[int] = self.manifest["category_ids"]
+        self.label_to_cat_id = {i + 1: c for i, c in enumerate(cat_ids)}
+        self.cat_id_to_label = {c: i + 1 for i, c in enumerate(cat_ids)}
+        if not self.images_dir.is_dir():
+            raise EdgeRCNNError(f"{self.images_dir}: images folder of split {split!r} not found (named in "
+                                f"{Path(self.manifest['root']) / 'manifest.json'}); re-run edgercnn prepare")
+        self.coco = _load_coco(self.annotation_file)
+        self.ids: list[int] = sorted(self.coco.getImgIds())
+        if max_images is not None:
+            self.ids = self.ids[: max(0, int(max_images))]
+        self.skipped: Counter[str] = Counter()
+        self._targets: dict[int, list[dict[str, Any]]] = {}
+        known = set(cat_ids)
+        for img_id in self.ids:
+            img = self.coco.imgs[img_id]
+            kept = []
+            for ann in self.coco.imgToAnns.get(img_id, []):
+                if ann.get("iscrowd", 0):
+                    continue  # evaluation only
+                reason = _problem(ann, img, known)
+                if reason is None:
+                    kept.append(ann)
+                elif strict:
+                    raise EdgeRCNNError(
+                        f"{self.annotation_file}: annotation {ann['id']} (image {img_id}) has {REASONS[reason]}; "
+                        "fix the annotation, or drop --strict to skip such annotations")
+                else:
+                    self.skipped[reason] += 1
+            self._targets[img_id] = kept
+        self._plain = build_transforms(self.canvas, flip=False)
+        self._flipped = build_transforms(self.canvas, flip=True)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def flips(self, sample_seed: int | None) -> bool:
+        """Whether the sample with ``sample_seed`` is flipped (a function of the seed alone)."""
+        return self.train and sample_seed is not None and random.Random(sample_seed).random() < self.hflip
+
+    def _read_image(self, info: dict[str, Any]) -> np.ndarray:
+        path = self.images_dir / info["file_name"]
+        fix = "restore it or re-run edgercnn prepare for this dataset"
+        if not path.is_file():
+            raise EdgeRCNNError(f"{path}: image file not found (listed in {self.annotation_file}); {fix}")
+        # IGNORE_ORIENTATION: annotations refer to the stored pixels, not the EXIF-rotated view
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is None:
+            raise EdgeRCNNError(f"{path}: cannot decode the image (corrupt or not an image); {fix}")
+        if image.shape[:2] != (info["height"], info["width"]):
+            raise EdgeRCNNError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotation_file} "
+                                f"says {info['width']}x{info['height']}; {fix}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        index, seed = (key if isinstance(key, tuple) else (key, None))
+        img_id = self.ids[index]
+        info = self.coco.imgs[img_id]
+        image = self._read_image(info)
+        anns = self._targets[img_id]
+        labels = np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+        transform = self._flipped if self.flips(seed) else self._plain
+        if anns:
+            masks = np.stack([self.coco.annToMask(a) for a in anns])
+            out = transform(image=image, masks=masks)
+            masks = np.asarray(out["masks"], dtype=np.uint8)
+        else:  # albumentations cannot stack zero masks
+            out = transform(image=image)
+            masks = np.zeros((0, self.canvas[1], self.canvas[0]), np.uint8)
+        canvas_img = out["image"]
+        if canvas_img.shape[:2] != (self.canvas[1], self.canvas[0]):  # guard against rounding surprises
+            raise EdgeRCNNError(f"canvas {self.canvas}: transform produced {canvas_img.shape[1]}x"
+                                f"{canvas_img.shape[0]}; report this as a bug")
+        boxes, keep = masks_to_boxes(masks)  # boxes from the transformed masks: always consistent
+        target = {
+            "boxes": torch.from_numpy(boxes[keep]),
+            "labels": torch.from_numpy(labels[keep]),
+            "masks": torch.from_numpy(np.ascontiguousarray(masks[keep])),
+            "image_id": torch.tensor(img_id, dtype=torch.int64),
+            "scale": torch.tensor(fit_scale(info["width"], info["height"], self.canvas), dtype=torch.float32),
+            "orig_size": torch.tensor([info["height"], info["width"]], dtype=torch.int64),
+        }
+        tensor = torch.from_numpy(np.ascontiguousarray(canvas_img.transpose(2, 0, 1))).float().div_(255)
+        return tensor, target
+
+
+def masks_to_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """xyxy float32 boxes [K, 4] around binary masks [K, H, W] (pixel edges: a 1-pixel mask is 1×1) and the
+    boolean [K] of non-empty masks."""
+    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    keep = rows.any(axis=1)
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for k in np.flatnonzero(keep):
+        ys, xs = np.flatnonzero(rows[k]), np.flatnonzero(cols[k])
+        boxes[k] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return boxes, keep
+
+
+def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """DataLoader collate for detection: (list of images, list of targets)."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
+
+
+def report_skipped(dataset: CocoInstanceDataset, console: Any) -> None:
+    """Print (on a rich Console) how many annotations were skipped and why; ``--strict`` makes them fatal."""
+    if sum(dataset.skipped.values()):
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(dataset.skipped.items()))
+        console.print(f"[yellow]{dataset.annotation_file}: skipped {sum(dataset.skipped.values())} annotations "
+                      f"({reasons}); pass --strict to make this an error", highlight=False)
