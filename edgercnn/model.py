@@ -79,7 +79,10 @@ class EdgeRoIHeads(RoIHeads):
             return zero, zero
         logits = mask_logits[torch.arange(gt_labels.shape[0], device=gt_labels.device), gt_labels]
         loss_mask = F.binary_cross_entropy_with_logits(logits, mask_targets)
-        return loss_mask, self.edge_loss(logits.sigmoid(), mask_targets)
+        # float32 outside autocast: the ce-* formulations use binary_cross_entropy, which autocast refuses
+        with torch.autocast(logits.device.type, enabled=False):
+            loss_edge = self.edge_loss(logits.float().sigmoid(), mask_targets.float())
+        return loss_mask, loss_edge
 
 
 class CanvasTransform(GeneralizedRCNNTransform):

@@ -186,3 +186,13 @@ def test_staged_unfreezing():
 def test_num_classes_required():
     with pytest.raises(EdgeRCNNError, match="num_classes"):
         build_model(Config(backbone="small"))
+
+
+def test_edge_loss_runs_in_float32_under_autocast():
+    """The ce-* formulations use binary_cross_entropy, which autocast refuses; the head computes them in fp32."""
+    torch.manual_seed(0)
+    model = build_model(small_cfg(formulation="ce-exp")).train()
+    images, targets = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(images, targets)
+    assert losses["loss_edge"].dtype == torch.float32 and torch.isfinite(losses["loss_edge"])
