@@ -34,6 +34,20 @@ def paper_stages() -> list[dict[str, Any]]:
     ]
 
 
+def scale_steps(lengths: list[int], total: int) -> list[int]:
+    """Split ``total`` steps in proportion to ``lengths`` (largest remainders), every stage at least 1 step."""
+    whole = sum(lengths)
+    shares = [n * total / whole for n in lengths]
+    out = [int(x) for x in shares]
+    for i in sorted(range(len(shares)), key=lambda i: shares[i] - out[i], reverse=True)[: total - sum(out)]:
+        out[i] += 1
+    for i, n in enumerate(out):
+        if n == 0:  # borrow from the longest stage
+            out[out.index(max(out))] -= 1
+            out[i] = 1
+    return out
+
+
 @dataclass
 class Config:
     """Everything a training/evaluation run depends on."""
@@ -107,10 +121,7 @@ class Config:
         """The stages after ``steps`` and ``lr`` are applied; each has steps, layers, lr."""
         stages = [dict(s) for s in self.stages]
         if self.steps is not None:
-            total = sum(int(s["steps"]) for s in stages)
-            scaled = [max(1, round(int(s["steps"]) * self.steps / total)) for s in stages]
-            scaled[-1] = max(1, self.steps - sum(scaled[:-1]))  # exact total
-            for s, n in zip(stages, scaled):
+            for s, n in zip(stages, scale_steps([int(s["steps"]) for s in stages], self.steps)):
                 s["steps"] = n
         if self.lr is not None:
             factor = self.lr / float(stages[0]["lr"])
@@ -139,8 +150,8 @@ class Config:
             raise ConfigError(f"canvas: expected [width, height] >= 32, got {self.canvas}")
         if self.batch_size < 1 or self.workers < 0:
             raise ConfigError("batch_size must be >= 1 and workers >= 0")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
+        if self.steps is not None and self.steps < len(self.stages):
+            raise ConfigError(f"steps: must be >= the number of stages ({len(self.stages)}), got {self.steps}")
         if not self.stages:
             raise ConfigError("stages: at least one stage is needed")
         for i, s in enumerate(self.stages):

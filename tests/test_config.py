@@ -22,8 +22,12 @@ def test_steps_scale_stages_proportionally_and_lr_scales_all():
     stages = cfg.resolved_stages()
     assert [s["steps"] for s in stages] == [4, 8, 4]
     assert [s["lr"] for s in stages] == pytest.approx([0.01, 0.01, 0.001])
-    assert Config(steps=1000).total_steps() == 1000
-    assert Config(steps=7).total_steps() == 7
+    for total in (3, 4, 7, 10, 1000, 123_457):
+        stages = Config(steps=total).resolved_stages()
+        assert sum(s["steps"] for s in stages) == total and min(s["steps"] for s in stages) >= 1
+    assert [s["steps"] for s in Config(steps=3).resolved_stages()] == [1, 1, 1]
+    # 6 → shares 1.5 / 3 / 1.5: floors 1/3/1, the one left goes to the first largest remainder
+    assert [s["steps"] for s in Config(steps=6).resolved_stages()] == [2, 3, 1]
 
 
 def test_stage_is_a_pure_function_of_the_step():
@@ -55,6 +59,7 @@ def test_unknown_key_is_an_error_naming_it(tmp_path):
     ({"filters": ["canny"]}, "filters"), ({"p": 0.5}, "p: must be >= 1"), ({"mask_size": 32}, "mask_size"),
     ({"smooth": "x"}, "smooth"), ({"backbone": "vgg"}, "backbone"), ({"canvas": [10, 10]}, "canvas"),
     ({"stages": [{"steps": 5, "layers": "5+", "lr": 0.1}]}, "layers"), ({"stages": [{"steps": 5}]}, "missing"),
+    ({"steps": 2}, "number of stages"),
 ])
 def test_invalid_values(values, match):
     with pytest.raises(ConfigError, match=match):
