@@ -52,6 +52,12 @@ class Format(str, Enum):
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
 
+def _console() -> Console:
+    """stdout Console; wide enough for the report tables when writing to a file or pipe (rich's default is 80)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"edgercnn {__version__}")
@@ -234,7 +240,8 @@ def report(
     from edgercnn.report import report as build_report
 
     with user_errors(debug):
-        build_report(exp_dir, fmt=format.value, compare=compare, baseline=baseline, plot_dir=plots)
+        build_report(exp_dir, fmt=format.value, compare=compare, baseline=baseline, plot_dir=plots,
+                     console=_console())
 
 
 @app.command()
@@ -260,5 +267,5 @@ def reproduce(
 
     with user_errors(debug):
         run_reproduce(data=data, seeds=seeds, steps=steps, experiment=experiment, out_dir=out_dir,
-                      results_dir=results_dir, workers=workers, device=device, console=Console(),
+                      results_dir=results_dir, workers=workers, device=device, console=_console(),
                       command=command_line(ctx))
