@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from edgercnn import __version__
 from edgercnn.data.cli import app as prepare_app
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.errors import EdgeRCNNError, user_errors
 
 app = typer.Typer(
     help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",
@@ -49,7 +48,7 @@ class Format(str, Enum):
     csv = "csv"
 
 
-Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+from edgercnn.data.cli import Debug  # noqa: E402  (one definition for all commands)
 
 
 def _console() -> Console:
@@ -72,21 +71,6 @@ def main(
     ] = None,
 ) -> None:
     """Edge Agreement Loss for Mask R-CNN."""
-
-
-@contextlib.contextmanager
-def user_errors(debug: bool) -> Iterator[None]:
-    """Print an EdgeRCNNError as one line on stderr and exit 1 (tracebacks with --debug)."""
-    try:
-        yield
-    except EdgeRCNNError as err:
-        if debug:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted; the last checkpoint is kept: continue with --resume")
-        raise typer.Exit(130) from None
 
 
 def command_line(ctx: typer.Context) -> str:
@@ -191,7 +175,7 @@ def train(
     with user_errors(debug):
         overrides = {
             "data": str(data) if data else None, "filters": _parse_filters(filter), "p": p, "alpha": alpha,
-            "smooth": (None if smooth == Smooth.none else smooth.value) if smooth else None,
+            "smooth": smooth.value if smooth else None,
             "magnitude": magnitude, "formulation": formulation.value if formulation else None,
             "mask_size": mask_size, "backbone": backbone.value if backbone else None,
             "backbone_weights": backbone_weights, "canvas": _parse_canvas(canvas), "steps": steps, "lr": lr,
@@ -201,8 +185,6 @@ def train(
             "eval_at_end": eval_at_end, "eval_max_images": eval_max_images, "strict": strict,
         }
         cfg = load_config(config, overrides)
-        if smooth == Smooth.none:
-            cfg.smooth = None
         run_dir, metrics, csv_path = train_and_evaluate(cfg, resume=resume, command=command_line(ctx))
         if metrics is not None:
             typer.echo(f"segm AP {metrics['segm_AP']:.2f}  bbox AP {metrics['bbox_AP']:.2f}  "
@@ -216,13 +198,15 @@ def evaluate(
     max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only.")] = None,
     debug: Debug = False,
 ) -> None:
-    """COCO segm/bbox AP and the mean validation mask loss of a run; writes metrics and the per-seed CSV."""
+    """COCO segm/bbox AP and the mean validation mask loss of a run; writes metrics.json, detections.json and,
+    for a finished run on the whole val split, the per-seed results CSV."""
     from edgercnn.pipeline import evaluate_run
 
     with user_errors(debug):
         metrics, csv_path = evaluate_run(run_dir, device=device, max_images=max_images)
         typer.echo(" ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
-        typer.echo(f"→ {csv_path}")
+        if csv_path is not None:
+            typer.echo(f"→ {csv_path}")
 
 
 @app.command()

@@ -16,7 +16,7 @@ import yaml
 
 from edgercnn.errors import ConfigError
 from edgercnn.io import atomic_write_text
-from edgercnn.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
+from edgercnn.losses import FORMULATIONS, KERNELS, SMOOTH_MODES, check_edge_args
 
 FILTER_NAMES = tuple(KERNELS)
 BACKBONES = ("resnet50", "resnet101", "small")
@@ -131,6 +131,13 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError (a ValueError) naming the key and what is allowed."""
+        try:
+            self._validate()
+        except (TypeError, AttributeError, KeyError) as err:  # e.g. `p: abc` or `canvas: 5` in a YAML file
+            raise ConfigError(f"config: a value has the wrong type ({err}); see the defaults in "
+                              "edgercnn/config.py") from None
+
+    def _validate(self) -> None:
         bad = [f for f in self.filters if f not in FILTER_NAMES]
         if bad:
             raise ConfigError(f"filters: unknown {bad}; choose from {', '.join(FILTER_NAMES)} or none")
@@ -142,6 +149,11 @@ class Config:
             raise ConfigError(f"smooth: got {self.smooth!r}; choose none, {', '.join(SMOOTH_MODES)}")
         if self.formulation not in FORMULATIONS:
             raise ConfigError(f"formulation: got {self.formulation!r}; choose {', '.join(FORMULATIONS)}")
+        if self.filters:
+            try:
+                check_edge_args(self.filters, self.p, self.smooth, self.magnitude, self.formulation)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone: got {self.backbone!r}; choose {', '.join(BACKBONES)}")
         if self.mask_size not in MASK_SIZES:
@@ -150,6 +162,12 @@ class Config:
             raise ConfigError(f"canvas: expected [width, height] >= 32, got {self.canvas}")
         if self.batch_size < 1 or self.workers < 0:
             raise ConfigError("batch_size must be >= 1 and workers >= 0")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
+        if not 0 <= self.hflip <= 1:
+            raise ConfigError(f"hflip: a probability in [0, 1], got {self.hflip}")
+        if self.eval_max_images is not None and self.eval_max_images < 1:
+            raise ConfigError(f"eval_max_images: must be >= 1, got {self.eval_max_images}")
         if self.steps is not None and self.steps < len(self.stages):
             raise ConfigError(f"steps: must be >= the number of stages ({len(self.stages)}), got {self.steps}")
         if not self.stages:
@@ -164,6 +182,8 @@ class Config:
                 raise ConfigError(f"stages[{i}].layers: got {s['layers']!r}; choose {', '.join(STAGE_LAYERS)}")
             if int(s["steps"]) < 1 or float(s["lr"]) <= 0:
                 raise ConfigError(f"stages[{i}]: steps must be >= 1 and lr > 0")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr: must be > 0, got {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -184,7 +204,10 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
     cfg = Config(**values)
     if isinstance(cfg.filters, str):
         cfg.filters = [cfg.filters]
-    cfg.filters = [f for f in cfg.filters if f != "none"]
+    if isinstance(cfg.filters, list):
+        cfg.filters = [f for f in cfg.filters if f != "none"]
+    if cfg.smooth == "none":
+        cfg.smooth = None
     cfg.validate()
     return cfg
 
@@ -206,9 +229,6 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         source = str(path)
     else:
         source = "config"
-    unknown = sorted(set(values) - _field_names())
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value

@@ -124,6 +124,12 @@ def edge_agreement_loss(
     Returns a scalar; N = 0 gives a zero still attached to ``pred``'s graph.
     """
     filters = check_edge_args(filters, p, smooth, magnitude, formulation)
+    return _edge_loss(pred, target, filters, p, weight, smooth, magnitude, formulation)
+
+
+def _edge_loss(pred: Tensor, target: Tensor, filters: tuple[str, ...], p: float, weight: float, smooth: str | None,
+               magnitude: bool, formulation: str) -> Tensor:
+    """``edge_agreement_loss`` after its options were checked (the per-step path of ``EdgeLoss``)."""
     if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != pred.shape[-2]:
         raise ValueError(f"pred and target must both be [N, M, M]; got {tuple(pred.shape)} and {tuple(target.shape)}")
     if pred.shape[0] == 0:
@@ -161,7 +167,5 @@ class EdgeLoss:
         )
 
     def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
-        return edge_agreement_loss(
-            pred, target, filters=self.filters, p=self.p, weight=self.weight, smooth=self.smooth,
-            magnitude=self.magnitude, formulation=self.formulation,
-        )
+        return _edge_loss(pred, target, self.filters, self.p, self.weight, self.smooth, self.magnitude,
+                          self.formulation)

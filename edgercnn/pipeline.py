@@ -98,8 +98,10 @@ def load_run_config(run_dir: Path) -> Config:
 
 
 def evaluate_run(run_dir: Path, *, device: str | None = None, max_images: int | None = None,
-                 console: Console | None = None) -> tuple[dict[str, float], Path]:
-    """Evaluate the final (or latest checkpointed) weights of a run folder; write metrics and result CSV."""
+                 console: Console | None = None) -> tuple[dict[str, float], Path | None]:
+    """Evaluate the final (or latest checkpointed) weights of a run folder; write metrics.json and
+    detections.json, and the per-seed result CSV when the run is complete and the whole val split was used
+    (its path is returned; None otherwise)."""
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -117,9 +119,16 @@ def evaluate_run(run_dir: Path, *, device: str | None = None, max_images: int | 
         console.print(f"[yellow]{run_dir}: training did not finish; evaluating the checkpoint at step {steps}")
     model = build_model(cfg).to(dev)
     model.load_state_dict(state)
+    if max_images is not None and max_images < 1:
+        raise EdgeRCNNError(f"--max-images {max_images}: must be >= 1 (or left out for the whole val split)")
     metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)
     save_detections(results, run_dir / "detections.json")
     atomic_write_json(run_dir / "metrics.json", {**metrics, "steps": steps})
+    if steps < cfg.total_steps() or max_images is not None:
+        # a half-trained run or a partial val split is not a seed result: report/reproduce would count it
+        console.print(f"{run_dir}/metrics.json written; no results CSV (steps {steps}/{cfg.total_steps()}"
+                      f"{', --max-images' if max_images is not None else ''})", highlight=False)
+        return metrics, None
     command_file = run_dir / "command.txt"
     command = command_file.read_text().strip() if command_file.is_file() else "unknown"
     return metrics, write_result(cfg, run_dir, metrics, steps, wall, command)

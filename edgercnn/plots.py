@@ -63,19 +63,23 @@ def plot_losses(
     baseline: str | None = None,
     configs: list[str] | None = None,
     title: str = "",
+    pairs: dict[str, str] | None = None,
 ) -> Path:
     """Write a Figure-4-style PNG of L_MRCNN (top) and L_Mask (bottom) to ``path``; return ``path``.
 
     Solid lines (left axis): mean over seeds with a ±1 std band. Dotted lines (right axis): change relative
-    to ``baseline`` in % (negative = lower loss than the baseline), drawn when a baseline is given.
+    to ``baseline`` in % (negative = lower loss than the baseline), drawn when a baseline is given; ``pairs``
+    maps a config to another baseline (e.g. ``sobel-p2-m56`` → ``baseline-m56``).
     """
+    pairs = pairs or {}
     configs = configs or sorted(losses["config"].unique())
     window = smoothing_window(int(losses["step"].max()))
     fig = Figure(figsize=(8, 7.5), layout="constrained")
     FigureCanvasAgg(fig)
-    colors = {c: f"C{i % 10}" for i, c in enumerate(x for x in configs if x != baseline)}
-    if baseline is not None:
-        colors[baseline] = "black"
+    baselines = {baseline, *pairs.values()} - {None}
+    colors = {c: f"C{i % 10}" for i, c in enumerate(x for x in configs if x not in baselines)}
+    for i, b in enumerate(sorted(baselines, key=lambda b: b != baseline)):
+        colors[b] = ("black", "dimgray", "darkgray", "silver")[min(i, 3)]
     axes = fig.subplots(len(LOSS_PANELS), 1, sharex=True)
     for ax, (column, label) in zip(axes, LOSS_PANELS):
         band = loss_band(losses, column, window)
@@ -91,14 +95,16 @@ def plot_losses(
         if baseline is not None and (band["config"] == baseline).any():
             rel_ax = ax.twinx()
             for config in configs:
-                if config == baseline:
+                ref = pairs.get(config, baseline)
+                if config in baselines or not (band["config"] == ref).any():
                     continue
-                rel = relative_curve(band, config, baseline)
+                rel = relative_curve(band, config, ref)
                 # skip the first window: means of a few noisy steps there would set the right axis' range
                 rel = _thin(rel[rel["step"] >= window] if window > 1 else rel)
                 rel_ax.plot(rel["step"], rel["rel"], color=colors[config], ls=":", lw=1.2)
             rel_ax.axhline(0.0, color="grey", lw=0.6)
-            rel_ax.set_ylabel(f"vs {baseline} (%, dotted)")
+            rel_ax.set_ylabel(f"vs {'its ' if len(baselines) > 1 else ''}{baseline if len(baselines) == 1 else 'baseline'}"
+                              " (%, dotted)")
     axes[0].legend(fontsize=8, loc="upper right")
     axes[-1].set_xlabel("step")
     smoothing = "no smoothing" if window == 1 else f"rolling mean over {window} steps"

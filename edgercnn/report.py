@@ -172,20 +172,39 @@ def find_baseline(configs: list[str], runs: pd.DataFrame | None = None, baseline
     return None
 
 
-def add_relative(summary: pd.DataFrame, baseline: str | None, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+def pair_baselines(configs: list[str], base: str | None, fixed: bool = False) -> dict[str, str]:
+    """Each config's baseline. Experiments with several baselines (Table 3/5: ``baseline`` and ``baseline-m56``;
+    Table 4: ``baseline-320k``, ...) compare ``X-m56`` with ``baseline-m56``: the baseline whose suffix the
+    config name ends with (longest wins), else ``base``. ``fixed`` (an explicit --baseline) pairs all with base."""
+    if base is None:
+        return {}
+    suffixes = {} if fixed else {c[len("baseline"):]: c for c in configs
+                                 if c.startswith("baseline") and c != "baseline"}
+    pairs = {}
+    for c in configs:
+        match = [sfx for sfx in suffixes if c.endswith(sfx)]
+        pairs[c] = suffixes[max(match, key=len)] if match else base
+    return pairs
+
+
+def add_relative(summary: pd.DataFrame, baseline: str | dict[str, str] | None,
+                 metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """Return ``summary`` with ``<m>_rel`` = 100 · (mean − baseline mean) / baseline mean for every metric,
     and ``segm_avg_rel`` / ``bbox_avg_rel`` = mean of the six COCO relative changes (NaN ones skipped).
+    ``baseline``: one config for all rows, or a {config: its baseline} mapping (see ``pair_baselines``).
 
     The sign is the same for every metric: positive = larger than the baseline. For APs that is better;
     for ``val_loss_mask`` (lower is better) a negative change is the improvement. All NaN without a baseline.
     """
     out = summary.copy()
+    if isinstance(baseline, str):
+        baseline = {c: baseline for c in out.index}
     for m in metrics:
-        if baseline is None or m not in out:
+        if not baseline or m not in out:
             out[f"{m}_rel"] = math.nan
             continue
-        base = out.at[baseline, m]
-        out[f"{m}_rel"] = (out[m] - base) / base * 100.0 if base else math.nan
+        base = pd.Series([out.at[baseline[c], m] if c in baseline else math.nan for c in out.index], index=out.index)
+        out[f"{m}_rel"] = (out[m] - base) / base.where(base != 0) * 100.0
     for prefix, group in (("segm", SEGM_METRICS), ("bbox", BBOX_METRICS)):
         cols = [f"{m}_rel" for m in group if f"{m}_rel" in out]
         out[f"{prefix}_avg_rel"] = out[cols].mean(axis=1, skipna=True) if cols else math.nan
@@ -254,7 +273,9 @@ def _sections(summary, configs, baseline, reference, ref_configs, ref_name):
     seeds = "n = seeds; mean ± sample std (ddof=1)"
     out = [(f"Mask AP (COCO segm, 0-100) and validation mask loss; {seeds}", *metric_rows(summary, configs))]
     if baseline is not None:
-        out.append((f"Change relative to '{baseline}' (%, of the means; + = larger value)",
+        paired = sorted({b for b in pair_baselines(configs, baseline).values()} - {baseline})
+        also = f"; configs ending like {', '.join(paired)} against those" if paired else ""
+        out.append((f"Change relative to '{baseline}'{also} (%, of the means; + = larger value)",
                     *relative_rows(summary, configs)))
     if reference is not None:
         # the paper's tables have no validation mask loss: leave that column out when it is empty
@@ -347,7 +368,7 @@ def report(
     summary = summarize(runs)
     configs = list(summary.index)
     base = find_baseline(configs, runs, baseline)
-    summary = add_relative(summary, base)
+    summary = add_relative(summary, pair_baselines(configs, base, fixed=baseline is not None))
     order = order_configs(configs, base)
 
     reference = ref_order = None
@@ -372,8 +393,10 @@ def report(
     if not losses.empty:
         plot_path = Path(plot_dir if plot_dir is not None else exp_dir) / "losses.png"
         plot_configs = order_configs(set(losses["config"]), base)
+        pairs = {c: b for c, b in pair_baselines(plot_configs, base, fixed=baseline is not None).items()
+                 if b in plot_configs}
         plots.append(plot_losses(losses, plot_path, baseline=base if base in plot_configs else None,
-                                 configs=plot_configs, title=exp_dir.name))
+                                 configs=plot_configs, title=exp_dir.name, pairs=pairs))
     else:
         notes.append(f"note: no seed-<n>-losses.csv under {exp_dir}; no loss plot")
 

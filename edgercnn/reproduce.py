@@ -40,6 +40,7 @@ def reproduce_configs(data: Path, seeds: int, steps: int, experiment: str, out_d
                 results_dir=str(results_dir), seed=seed, steps=steps, workers=workers, device=device,
                 checkpoint_every=max(1, steps // 4), **PRESET, **edge,
             ))
+            configs[-1].validate()
     return configs
 
 

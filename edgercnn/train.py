@@ -36,6 +36,10 @@ CSV_COLUMNS = ("step", "stage", "lr", *LOSS_KEYS, "loss_mrcnn", "loss_total", "s
 CHECKPOINT = "checkpoint.pt"
 FINAL_WEIGHTS = "model_final.pt"
 LOSSES_CSV = "losses.csv"
+#: Config keys a resumed run may change: where it runs and writes, not what it learns.
+RESUME_MAY_CHANGE = frozenset({"device", "workers", "out_dir", "results_dir", "checkpoint_every", "eval_at_end",
+                               "eval_max_images", "eval_score_threshold", "detections_per_image", "backbone_weights",
+                               "experiment", "name"})
 
 
 def stage_at(step: int, stages: list[dict[str, Any]]) -> int:
@@ -51,7 +55,10 @@ def stage_at(step: int, stages: list[dict[str, Any]]) -> int:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EdgeRCNNError(f"--device {name}: not a device name; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EdgeRCNNError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return device
@@ -121,7 +128,7 @@ class Trainer:
         if cfg.amp and self.device.type != "cuda":
             raise EdgeRCNNError("--amp needs a CUDA device; drop --amp or pass --device cuda")
         self.stages = cfg.resolved_stages()
-        self.total_steps = sum(int(s["steps"]) for s in self.stages)
+        self.total_steps = cfg.total_steps()
         self.run_dir = run_dir_of(cfg)
         self.command = command or " ".join(["edgercnn", *sys.argv[1:]])
 
@@ -155,14 +162,14 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _load_checkpoint(self, path: Path) -> None:
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
+            state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001
             raise EdgeRCNNError(f"{path}: unreadable checkpoint ({err.__class__.__name__}); delete it to start "
                                 "over") from err
-        saved = state["config"]
-        for key in ("backbone", "mask_size", "filters", "p", "alpha", "smooth", "magnitude", "formulation",
-                    "stages", "steps", "batch_size", "seed", "canvas"):
-            if saved.get(key) != getattr(self.cfg, key):
+        saved, now = state["config"], self.cfg.to_dict()
+        for key in now:
+            if key not in RESUME_MAY_CHANGE and saved.get(key) != now[key]:
                 raise EdgeRCNNError(f"{path}: was trained with {key}={saved.get(key)!r}, now {key}="
                                     f"{getattr(self.cfg, key)!r}; resume with the same settings")
         self.model.load_state_dict(state["model"])

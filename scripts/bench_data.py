@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40, help="samples timed per loader measurement")
     parser.add_argument("--frames", type=int, default=8, help="Cityscapes frames converted")
-    parser.add_argument("--fixture", type=Path, default=Path("/work/shared/fixtures/cityscapes"),
+    parser.add_argument("--fixture", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cityscapes",
                         help="Cityscapes fixture folder (one val frame)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

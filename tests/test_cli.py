@@ -44,6 +44,10 @@ def test_every_option_has_help(command):
     (["train", "--canvas", "big"], "--canvas 'big': expected WIDTHxHEIGHT"),
     (["train", "--data", "/nonexistent/ds"], "/nonexistent/ds: is not a folder"),
     (["eval", "/nonexistent/run"], "config.yaml: not found"),
+    (["train", "--device", "tpu9"], "--device tpu9: not a device name"),
+    (["train", "--filter", "laplace", "--magnitude"], "magnitude: needs a two-kernel filter"),
+    (["train", "--lr", "-1"], "lr: must be > 0"),
+    (["train", "--canvas", "10x10"], "canvas: expected [width, height] >= 32"),
     (["report", "/nonexistent/results"], "/nonexistent/results"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, needle):
@@ -54,11 +58,20 @@ def test_bad_input_is_one_line_and_nonzero(args, needle):
     assert needle in " ".join(result.plain.split()), result.plain
 
 
-def test_config_file_unknown_key(tmp_path):
+def test_config_file_unknown_key_and_wrong_types(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("lr_rate: 1\n")
     result = invoke("train", "--config", str(cfg))
     assert result.exit_code == 1 and "unknown key(s) ['lr_rate']" in result.plain
+    for text in ("p: abc\n", "canvas: 5\n", "stages: [1, 2]\n", "filters: 3\n"):
+        cfg.write_text(text)
+        result = invoke("train", "--config", str(cfg))
+        assert result.exit_code == 1 and result.plain.startswith("error:"), (text, result.plain)
+    cfg.write_text("smooth: none\nfilters: none\n")  # "none" spelled out in a file means None / baseline
+    from edgercnn.config import load_config
+
+    loaded = load_config(cfg)
+    assert loaded.smooth is None and loaded.filters == []
 
 
 def test_train_eval_report_via_cli(tiny_shapes, tmp_path):
@@ -70,7 +83,11 @@ def test_train_eval_report_via_cli(tiny_shapes, tmp_path):
     assert result.exit_code == 0, result.plain
     run = tmp_path / "runs" / "cli" / "sobel+laplace-p1-smooth_gt-m56" / "seed-1"
     assert (run / "model_final.pt").is_file()
-    result = invoke("eval", str(run), "--max-images", "2")
+    result = invoke("eval", str(run), "--max-images", "2")  # a partial val split: metrics.json, no seed CSV
+    assert result.exit_code == 0, result.plain
+    assert (run / "metrics.json").is_file()
+    assert not (tmp_path / "results" / "cli" / "sobel+laplace-p1-smooth_gt-m56" / "seed-1.csv").exists()
+    result = invoke("eval", str(run))
     assert result.exit_code == 0, result.plain
     row = pd.read_csv(tmp_path / "results" / "cli" / "sobel+laplace-p1-smooth_gt-m56" / "seed-1.csv").iloc[0]
     assert (row["filters"], row["p"], row["smooth"], row["mask_size"], row["seed"]) == ("sobel+laplace", 1.0, "gt",

@@ -59,7 +59,7 @@ def test_unknown_key_is_an_error_naming_it(tmp_path):
     ({"filters": ["canny"]}, "filters"), ({"p": 0.5}, "p: must be >= 1"), ({"mask_size": 32}, "mask_size"),
     ({"smooth": "x"}, "smooth"), ({"backbone": "vgg"}, "backbone"), ({"canvas": [10, 10]}, "canvas"),
     ({"stages": [{"steps": 5, "layers": "5+", "lr": 0.1}]}, "layers"), ({"stages": [{"steps": 5}]}, "missing"),
-    ({"steps": 2}, "number of stages"),
+    ({"steps": 2}, "number of stages"), ({"checkpoint_every": 0}, "checkpoint_every"), ({"hflip": 1.5}, "hflip"),
 ])
 def test_invalid_values(values, match):
     with pytest.raises(ConfigError, match=match):

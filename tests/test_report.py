@@ -256,3 +256,17 @@ def test_scripts_dry_run(script: str, tmp_path: Path):
     if script == "run_table1_filters.sh":
         assert len(trains) == 7 * 3 - 1
         assert "skip table1_filters/baseline seed 1" in run.stdout
+
+
+def test_configs_pair_with_the_baseline_of_their_suffix():
+    from edgercnn.report import add_relative, pair_baselines
+
+    configs = ["baseline", "sobel-p2", "baseline-m56", "sobel-p2-m56", "sobel-p2-640k"]
+    pairs = pair_baselines(configs, "baseline")
+    assert pairs["sobel-p2-m56"] == "baseline-m56" and pairs["baseline-m56"] == "baseline-m56"
+    assert pairs["sobel-p2"] == "baseline" and pairs["sobel-p2-640k"] == "baseline"  # no baseline-640k here
+    assert set(pair_baselines(configs, "baseline", fixed=True).values()) == {"baseline"}
+    summary = pd.DataFrame({"segm_AP": [20.0, 22.0, 10.0, 12.0, 30.0]}, index=configs)
+    rel = add_relative(summary, pairs, metrics=("segm_AP",))["segm_AP_rel"]
+    assert rel["sobel-p2-m56"] == pytest.approx(20.0)  # (12 − 10) / 10, against baseline-m56
+    assert rel["sobel-p2"] == pytest.approx(10.0) and rel["baseline-m56"] == 0.0

@@ -1,6 +1,7 @@
 """The training loop end to end on a tiny shapes dataset: stages, CSVs, checkpoints, resume, eval, report."""
 
 import csv
+import json
 
 import pandas as pd
 import pytest
@@ -112,12 +113,21 @@ def test_resume_refuses_changed_settings(tiny_shapes, tmp_path):
     Trainer(tiny_cfg(tiny_shapes, tmp_path)).run(stop_after=2)
     with pytest.raises(EdgeRCNNError, match="p=2.0"):
         Trainer(tiny_cfg(tiny_shapes, tmp_path, p=4.0, name="sobel-p2"), resume=True)
+    with pytest.raises(EdgeRCNNError, match="weight_decay"):
+        Trainer(tiny_cfg(tiny_shapes, tmp_path, weight_decay=0.01), resume=True)
+    # where it runs and writes may change
+    assert Trainer(tiny_cfg(tiny_shapes, tmp_path, checkpoint_every=5), resume=True).step == 2
 
 
 def test_eval_of_a_partial_run_and_missing_folder(tiny_shapes, tmp_path):
     Trainer(tiny_cfg(tiny_shapes, tmp_path, filters=[])).run(stop_after=2)
-    metrics, csv_path = evaluate_run(tmp_path / "runs" / "tiny" / "baseline" / "seed-0", max_images=2)
-    assert metrics["val_images"] == 2 and pd.read_csv(csv_path).loc[0, "steps"] == 2
+    run = tmp_path / "runs" / "tiny" / "baseline" / "seed-0"
+    metrics, csv_path = evaluate_run(run)  # 2 of 6 steps: metrics in the run folder, but not a seed result
+    assert csv_path is None and metrics["val_images"] == 3
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 2
+    assert not (tmp_path / "results" / "tiny" / "baseline" / "seed-0.csv").exists()
+    with pytest.raises(EdgeRCNNError, match="--max-images 0"):
+        evaluate_run(run, max_images=0)
     with pytest.raises(EdgeRCNNError, match="config.yaml: not found"):
         evaluate_run(tmp_path / "nowhere")
 

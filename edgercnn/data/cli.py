@@ -8,27 +8,28 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.errors import user_errors
 
 app = typer.Typer(help="Download/convert a dataset to the edgercnn layout (images + COCO JSON + manifest.json).",
                   no_args_is_help=True)
 console = Console()
 
 
-def _run(call: Callable[[], Any]) -> Any:
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+
+def _run(call: Callable[[], Any], debug: bool = False) -> Any:
     """Run a library call; an EdgeRCNNError becomes one line on stderr and exit status 1."""
-    try:
+    with user_errors(debug):
         return call()
-    except EdgeRCNNError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _warn(lines: list[str]) -> None:
     for line in lines:
-        console.print(f"[yellow]warning:[/] {line}")
+        console.print(f"[yellow]warning:[/] {escape(line)}")
 
 
 @app.command("shapes")
@@ -41,12 +42,13 @@ def shapes(
     seed: Annotated[int, typer.Option(help="Random seed; same options give byte-identical files.")] = 0,
     max_objects: Annotated[int, typer.Option(help="Most objects per image (at least 1 each).")] = 4,
     force: Annotated[bool, typer.Option(help="Replace an existing shapes dataset in --out.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Write the deterministic synthetic shapes dataset (circle, triangle, square, star; occlusion, texture)."""
     from edgercnn.data.shapes import make_shapes
 
     summary = _run(lambda: make_shapes(out, train=train, val=val, size=size, seed=seed, max_objects=max_objects,
-                                       force=force))
+                                       force=force), debug)
     if summary["skipped"]:
         console.print(f"{out}: already complete with these options; nothing to do (--force rebuilds it)")
     for split, counts in summary["splits"].items():
@@ -77,14 +79,15 @@ def cityscapes(
                                                "0 keeps all.")] = 0,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
     force: Annotated[bool, typer.Option(help="Convert again even when the output is up to date.")] = False,
+    debug: Debug = False,
 ) -> None:
     """Convert Cityscapes gtFine train/val instances to COCO JSON (RLE masks, group regions as iscrowd=1)."""
     from edgercnn.data.cityscapes import convert_cityscapes, download_cityscapes
 
     if download:
-        _run(lambda: download_cityscapes(root))
+        _run(lambda: download_cityscapes(root), debug)
     summary = _run(lambda: convert_cityscapes(root, out=out, extra_classes=extra_classes, masks=masks.value,
-                                              min_area=min_area, workers=workers, force=force))
+                                              min_area=min_area, workers=workers, force=force), debug)
     table = Table("split", "images", "instances per class", "crowd regions", "dropped < min-area", "status")
     for split, s in summary["splits"].items():
         per_class = ", ".join(f"{k} {v}" for k, v in s["instances"].items()) or "-"
@@ -107,11 +110,12 @@ def coco(
                                                 "archives (about 19 GB, resumable, md5-checked) and extract them.")]
     = False,
     keep_archives: Annotated[bool, typer.Option(help="Keep the .zip files after extracting them.")] = True,
+    debug: Debug = False,
 ) -> None:
     """Check (or download) the MS COCO 2017 instance layout and write the manifest."""
     from edgercnn.data.coco import prepare_coco
 
-    summary = _run(lambda: prepare_coco(root, out=out, download=download, keep_archives=keep_archives))
+    summary = _run(lambda: prepare_coco(root, out=out, download=download, keep_archives=keep_archives), debug)
     for split, s in summary["splits"].items():
         console.print(f"{split}: {s['images']} images ({s['files']} files), {s['annotations']} annotations")
     _warn(summary["warnings"])

@@ -59,7 +59,11 @@ def prepare_coco(root: Path | str, *, out: Path | str | None = None, download: b
         if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
                                                  for k in ("images", "annotations", "categories")):
             raise EdgeRCNNError(f"{ann}: not a COCO instances file; replace it from annotations_trainval2017.zip")
-        cats = sorted((c["id"], c["name"]) for c in data["categories"])
+        try:
+            cats = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
+        except (KeyError, TypeError, ValueError):
+            raise EdgeRCNNError(f"{ann}: a category lacks an integer 'id' or a 'name'; use the official "
+                                "annotations") from None
         if categories is not None and cats != categories:
             raise EdgeRCNNError(f"{ann}: categories differ from the train split's; use the official annotations")
         categories = cats
