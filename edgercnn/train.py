@@ -122,9 +122,9 @@ class Trainer:
 
     def __init__(self, cfg: Config, *, resume: bool = False, console: Console | None = None,
                  command: str | None = None):
+        self.device = resolve_device(cfg.device)
         self.cfg = resolve_config(cfg)
         self.console = console or Console(stderr=True)
-        self.device = resolve_device(cfg.device)
         if cfg.amp and self.device.type != "cuda":
             raise EdgeRCNNError("--amp needs a CUDA device; drop --amp or pass --device cuda")
         self.stages = cfg.resolved_stages()

@@ -4,7 +4,8 @@ Both models start from the same weights and see the same inputs; steps alternate
 machine noise hits both alike. Prints the medians after warm-up and their ratio.
 
     python scripts/bench_edge_overhead.py                 # CPU preset (resnet18-FPN, 256x256, batch 2)
-    python scripts/bench_edge_overhead.py --device cuda   # adds R50-FPN at 1024x800, batch 2
+    python scripts/bench_edge_overhead.py --device cuda   # adds R50-FPN at 1024x800, batch 2 (mask 28 and 56)
+    python scripts/bench_edge_overhead.py --r50 --steps 6 --warmup 2   # the R50 setups on a CPU
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--filter", default="sobel")
     ap.add_argument("--amp", action="store_true", help="CUDA autocast (mixed precision)")
+    ap.add_argument("--r50", action="store_true", help="also time R50-FPN at 1024x800 on a CPU (slow)")
     args = ap.parse_args()
     device = torch.device(args.device)
     setups = [("small preset (resnet18-FPN) 256x256, batch 2",
                Config(backbone="small", num_classes=3, canvas=[256, 256], filters=[args.filter]))]
-    if device.type == "cuda":
+    if device.type == "cuda" or args.r50:
         setups.append(("R50-FPN 1024x800, batch 2",
                        Config(backbone="resnet50", num_classes=80, canvas=[1024, 800], filters=[args.filter])))
         setups.append(("R50-FPN 1024x800, batch 2, mask 56",
