@@ -213,9 +213,11 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        values = {k: float(losses[k].detach()) if k in losses else 0.0 for k in LOSS_KEYS}
+        present = [k for k in LOSS_KEYS if k in losses]
+        logged = torch.stack([losses[k].detach().float() for k in present] + [total.detach().float()]).tolist()
+        values = {k: 0.0 for k in LOSS_KEYS} | dict(zip(present, logged))  # one device→host copy per step
         values["loss_mrcnn"] = sum(v for k, v in values.items() if k != "loss_edge")
-        values["loss_total"] = float(total.detach())
+        values["loss_total"] = logged[-1]
         if not math.isfinite(values["loss_total"]):
             raise EdgeRCNNError(f"loss became {values['loss_total']} at step {self.step + 1} ({self.run_dir}); "
                                 "lower the learning rate (--lr) or the edge weight (--alpha)")
