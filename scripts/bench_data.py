@@ -10,12 +10,10 @@ official 2048x1024 (nearest for ids), copied N times. Everything is written to a
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from edgercnn.data.cityscapes import convert_cityscapes

@@ -13,7 +13,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from edgercnn.config import Config
 from edgercnn.errors import EdgeRCNNError
-from edgercnn.model import EdgeRoIHeads, build_model, set_trainable
+from edgercnn.model import build_model, set_trainable
 
 SIZE = 96
 

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from edgercnn.data.coco_json import read_coco_json
 from edgercnn.data.download import download_file, extract_zip
 from edgercnn.data.manifest import relative_to, write_manifest
 from edgercnn.errors import EdgeRCNNError
@@ -52,13 +52,7 @@ def prepare_coco(root: Path | str, *, out: Path | str | None = None, download: b
             if not path.exists():
                 raise EdgeRCNNError(f"{path}: missing; --root must hold train2017/, val2017/ and annotations/ "
                                     "(the official COCO 2017 layout), or add --download")
-        try:
-            data = json.loads(ann.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise EdgeRCNNError(f"{ann}: malformed JSON ({exc}); delete it and run with --download") from None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
-                                                 for k in ("images", "annotations", "categories")):
-            raise EdgeRCNNError(f"{ann}: not a COCO instances file; replace it from annotations_trainval2017.zip")
+        data = read_coco_json(ann, "replace it from annotations_trainval2017.zip (or delete it and use --download)")
         try:
             cats = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
         except (KeyError, TypeError, ValueError):

@@ -1,4 +1,4 @@
-"""Small helpers shared by the converters: mask → COCO annotation, COCO JSON writing."""
+"""Small helpers shared by the converters and the Dataset: mask → COCO annotation, COCO JSON I/O."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from edgercnn.errors import EdgeRCNNError
 from edgercnn.io import atomic_write_text
 
 
@@ -29,3 +30,16 @@ def write_coco_json(path: Path, images: list[dict], annotations: list[dict], cat
     """Write a COCO instances JSON atomically and deterministically (compact, no timestamps)."""
     data = {"info": info, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
     atomic_write_text(Path(path), json.dumps(data, separators=(",", ":")) + "\n")
+
+
+def read_coco_json(path: Path, fix: str) -> dict[str, Any]:
+    """A COCO instances JSON as a dict; one-line EdgeRCNNError (ending in ``fix``) when malformed."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeRCNNError(f"{path}: malformed JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
+                                             for k in ("images", "annotations", "categories")):
+        raise EdgeRCNNError(f"{path}: not a COCO instances file (needs lists 'images', 'annotations', "
+                            f"'categories'); {fix}")
+    return data

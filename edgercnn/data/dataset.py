@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
+
 import random
 from collections import Counter
 from pathlib import Path
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
+from edgercnn.data.coco_json import read_coco_json
 from edgercnn.data.manifest import load_manifest, split_paths
 from edgercnn.data.transforms import build_transforms, fit_scale
 from edgercnn.errors import EdgeRCNNError
@@ -34,14 +35,7 @@ def _load_coco(path: Path) -> COCO:
     fix = "re-run edgercnn prepare for this dataset"
     if not path.is_file():
         raise EdgeRCNNError(f"{path}: annotation file not found; {fix}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeRCNNError(f"{path}: malformed JSON ({exc}); {fix}") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
-                                             for k in ("images", "annotations", "categories")):
-        raise EdgeRCNNError(f"{path}: not a COCO instances file (needs lists 'images', 'annotations', "
-                            f"'categories'); {fix}")
+    data = read_coco_json(path, fix)
     for key, need in (("images", ("id", "file_name", "width", "height")), ("annotations", ("id", "image_id"))):
         for entry in data[key]:
             if not isinstance(entry, dict) or any(k not in entry for k in need):
