@@ -16,41 +16,17 @@ import yaml
 
 from edgercnn.errors import ConfigError
 from edgercnn.io import atomic_write_text
-from edgercnn.losses import FORMULATIONS, KERNELS, SMOOTH_MODES, check_edge_args
-
-FILTER_NAMES = tuple(KERNELS)
-BACKBONES = ("resnet50", "resnet101", "small")
-MASK_SIZES = (28, 56)
-#: What each stage trains (section 4): heads only; ResNet stage 4 and up plus heads; everything.
-STAGE_LAYERS = ("heads", "4+", "all")
+from edgercnn.losses import check_edge_args
+from edgercnn.architecture import BACKBONES, MASK_SIZES, NORMS
+from edgercnn.optim import OPTIMIZERS
+from edgercnn.schedule import STAGE_LAYERS, paper_stages, scale_steps
 
 
-def paper_stages() -> list[dict[str, Any]]:
-    """The paper's schedule (section 4): 40k/80k/40k steps at lr 0.001, 0.001, 0.0001."""
-    return [
-        {"steps": 40_000, "layers": "heads", "lr": 0.001},
-        {"steps": 80_000, "layers": "4+", "lr": 0.001},
-        {"steps": 40_000, "layers": "all", "lr": 0.0001},
-    ]
 
-
-def scale_steps(lengths: list[int], total: int) -> list[int]:
-    """Split ``total`` steps in proportion to ``lengths`` (largest remainders), every stage at least 1 step."""
-    whole = sum(lengths)
-    shares = [n * total / whole for n in lengths]
-    out = [int(x) for x in shares]
-    for i in sorted(range(len(shares)), key=lambda i: shares[i] - out[i], reverse=True)[: total - sum(out)]:
-        out[i] += 1
-    for i, n in enumerate(out):
-        if n == 0:  # borrow from the longest stage
-            out[out.index(max(out))] -= 1
-            out[i] = 1
-    return out
-
-
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """Everything a training/evaluation run depends on."""
+    """Everything a training/evaluation run depends on. Frozen once built: change it with
+    ``dataclasses.replace`` (which validates again), never in place."""
 
     # what and where
     experiment: str = "default"
@@ -63,6 +39,7 @@ class Config:
     # model
     backbone: str = "resnet50"
     backbone_weights: str | None = None  # None: random init; "imagenet": torch hub cache; else a file path
+    norm: str = "frozen_bn"  # frozen_bn | gn (GroupNorm in ResNet + FPN; trains from random weights)
     mask_size: int = 28
     num_classes: int | None = None  # from the dataset manifest when None (background excluded)
     # edge agreement loss (section 3; ablations of section 5)
@@ -81,6 +58,8 @@ class Config:
     stages: list[dict[str, Any]] = field(default_factory=paper_stages)
     steps: int | None = None  # when set, the stages are scaled proportionally to this total
     lr: float | None = None  # when set, scales every stage's lr so the first stage uses this value
+    warmup_steps: int = 0  # linear lr warm-up from 0.001 x lr over the first N steps (0: none)
+    optimizer: str = "sgd"  # sgd (the paper's) | adamw
     batch_size: int = 2
     momentum: float = 0.9
     weight_decay: float = 0.0001
@@ -138,26 +117,23 @@ class Config:
                               "edgercnn/config.py") from None
 
     def _validate(self) -> None:
-        bad = [f for f in self.filters if f not in FILTER_NAMES]
-        if bad:
-            raise ConfigError(f"filters: unknown {bad}; choose from {', '.join(FILTER_NAMES)} or none")
-        if self.p < 1:
-            raise ConfigError(f"p: must be >= 1, got {self.p}")
         if self.alpha < 0:
             raise ConfigError(f"alpha: must be >= 0, got {self.alpha}")
-        if self.smooth not in (None, *SMOOTH_MODES):
-            raise ConfigError(f"smooth: got {self.smooth!r}; choose none, {', '.join(SMOOTH_MODES)}")
-        if self.formulation not in FORMULATIONS:
-            raise ConfigError(f"formulation: got {self.formulation!r}; choose {', '.join(FORMULATIONS)}")
-        if self.filters:
+        if self.filters:  # the edge-loss vocabulary and its rules live with the loss
             try:
                 check_edge_args(self.filters, self.p, self.smooth, self.magnitude, self.formulation)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone: got {self.backbone!r}; choose {', '.join(BACKBONES)}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm: got {self.norm!r}; choose {', '.join(NORMS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer: got {self.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps: must be >= 0, got {self.warmup_steps}")
         if self.mask_size not in MASK_SIZES:
-            raise ConfigError(f"mask_size: got {self.mask_size}; choose 28 or 56")
+            raise ConfigError(f"mask_size: got {self.mask_size}; choose {' or '.join(map(str, MASK_SIZES))}")
         if len(self.canvas) != 2 or min(self.canvas) < 32:
             raise ConfigError(f"canvas: expected [width, height] >= 32, got {self.canvas}")
         if self.batch_size < 1 or self.workers < 0:
@@ -185,6 +161,9 @@ class Config:
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr}")
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -201,15 +180,15 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
     unknown = sorted(set(values) - _field_names())
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
-    cfg = Config(**values)
-    if isinstance(cfg.filters, str):
-        cfg.filters = [cfg.filters]
-    if isinstance(cfg.filters, list):
-        cfg.filters = [f for f in cfg.filters if f != "none"]
-    if cfg.smooth == "none":
-        cfg.smooth = None
-    cfg.validate()
-    return cfg
+    values = dict(values)
+    filters = values.get("filters")
+    if isinstance(filters, str):
+        filters = [filters]
+    if isinstance(filters, (list, tuple)):
+        values["filters"] = [f for f in filters if f != "none"]  # "none" = the baseline, here alone
+    if values.get("smooth") == "none":
+        values["smooth"] = None
+    return Config(**values)
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:

@@ -1,13 +1,12 @@
-"""Evaluation: inference on the val split → COCO results JSON → segm/bbox AP (pycocotools) + mean val mask loss.
+"""Evaluation: inference on the val split → COCO results JSON → segm/bbox/boundary AP + mean val mask loss.
 
-Predictions come out at canvas resolution; they are mapped back to the original image (undo the zero padding
-at the bottom/right, then the aspect-preserving scale) before scoring against the original annotations.
+Predictions come out at canvas resolution; they are mapped back to the original image by the inverse of the data
+pipeline's canvas mapping (``edgercnn.data.transforms.to_original``) before scoring against the original
+annotations.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -15,37 +14,21 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-import torch.nn.functional as F
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from rich.console import Console
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
+from edgercnn.cocometrics import METRICS as COCO_METRICS, coco_metrics
 from edgercnn.config import Config
 from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped
+from edgercnn.data.transforms import to_original
 from edgercnn.io import atomic_write_json
 
-METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
-METRICS = tuple(f"{kind}_{m}" for kind in ("segm", "bbox") for m in METRIC_NAMES)
-
-
-def to_original(prediction: dict[str, torch.Tensor], scale: float, orig_size: tuple[int, int]) -> dict[str, Any]:
-    """Boxes [K,4] and binary masks [K,h,w] of one image in original pixels (masks thresholded at 0.5)."""
-    h, w = orig_size
-    boxes = (prediction["boxes"] / scale).cpu()
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-    valid_h, valid_w = min(round(h * scale), prediction["masks"].shape[-2]), min(round(w * scale),
-                                                                                  prediction["masks"].shape[-1])
-    masks = []
-    for prob in prediction["masks"]:  # one at a time: full-resolution float masks add up fast
-        m = F.interpolate(prob[None, :, :valid_h, :valid_w].float(), size=(h, w), mode="bilinear",
-                          align_corners=False)
-        masks.append((m[0, 0] > 0.5).to(torch.uint8).cpu())
-    masks_t = torch.stack(masks) if masks else torch.zeros(0, h, w, dtype=torch.uint8)
-    return {"boxes": boxes, "masks": masks_t, "scores": prediction["scores"].cpu(),
-            "labels": prediction["labels"].cpu()}
+NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm,
+              torch.nn.LayerNorm)
+#: What an evaluation measures: COCO segm/bbox/boundary AP (``edgercnn.cocometrics``) and the paper's mask-quality
+#: measure, the mean mask loss on val data.
+METRICS = (*COCO_METRICS, "val_loss_mask")
 
 
 def coco_results(image_id: int, pred: dict[str, Any], label_to_cat_id: dict[int, int]) -> list[dict[str, Any]]:
@@ -63,27 +46,13 @@ def coco_results(image_id: int, pred: dict[str, Any], label_to_cat_id: dict[int,
     return out
 
 
-def coco_metrics(gt: COCO, results: list[dict[str, Any]], image_ids: list[int]) -> dict[str, float]:
-    """segm_* and bbox_* AP on the 0–100 scale; NaN where COCO reports -1 (no ground truth in that range)."""
-    if results:
-        with contextlib.redirect_stdout(io.StringIO()):
-            dt = gt.loadRes(results)
-    else:  # pycocotools cannot load an empty result list; an empty result set scores 0 AP
-        dt = COCO()
-        dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"], "annotations": []}
-        with contextlib.redirect_stdout(io.StringIO()):
-            dt.createIndex()
-    metrics = {}
-    for kind in ("segm", "bbox"):
-        ev = COCOeval(gt, dt, kind)
-        ev.params.imgIds = list(image_ids)
-        with contextlib.redirect_stdout(io.StringIO()):
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        for name, value in zip(METRIC_NAMES, ev.stats[:6]):
-            metrics[f"{kind}_{name}"] = float("nan") if value < 0 else 100.0 * float(value)
-    return metrics
+def loss_mode(model: torch.nn.Module) -> None:
+    """Training mode (the heads return losses) with every normalisation layer in eval mode, so that a loss
+    pass on val data updates no running statistics or any other buffer."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, NORM_TYPES):
+            m.eval()
 
 
 @torch.no_grad()
@@ -106,17 +75,18 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
         for images, targets in loader:
             images = [im.to(device) for im in images]
             # The paper's mask-quality measure (section 5): the mask loss on val data, training-mode heads.
-            model.train()
+            loss_mode(model)
             losses = model(images, [{k: v.to(device) for k, v in t.items()} for t in targets])
             mask_losses.append(float(losses["loss_mask"]))
             model.eval()
             for pred, target in zip(model(images), targets):
-                orig = to_original(pred, float(target["scale"]), tuple(int(x) for x in target["orig_size"]))
+                orig = to_original(pred, float(target["scale"]), tuple(int(x) for x in target["pad"]),
+                                   tuple(int(x) for x in target["orig_size"]))
                 results.extend(coco_results(int(target["image_id"]), orig, dataset.label_to_cat_id))
             progress.advance(task, len(images))
     torch.set_rng_state(rng)
     model.train(was_training)
-    metrics = coco_metrics(dataset.coco, results, dataset.ids)
+    metrics = coco_metrics(dataset.coco.dataset, results, dataset.ids)
     metrics["val_loss_mask"] = float(np.mean(mask_losses)) if mask_losses else math.nan
     metrics["val_images"] = len(dataset)
     return metrics, results

@@ -28,11 +28,13 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from edgercnn.architecture import BACKBONES, GN_GROUPS, MASK_SIZES
 from edgercnn.config import Config
 from edgercnn.errors import EdgeRCNNError
 from edgercnn.losses import EdgeLoss
 
 IMAGENET_WEIGHTS = {"resnet50": ResNet50_Weights.IMAGENET1K_V1, "resnet101": ResNet101_Weights.IMAGENET1K_V1}
+RESNETS = {"resnet18": resnet18, "resnet50": resnet50, "resnet101": resnet101}
 #: ResNet stage k (conv{k}_x, the paper's and matterport's numbering) is torchvision's layer{k-1}.
 STAGE_4_AND_UP = ("layer3", "layer4")
 
@@ -149,42 +151,36 @@ def xavier_init_(module: nn.Module) -> None:
 def build_model(cfg: Config) -> MaskRCNN:
     """torchvision ``MaskRCNN`` (FPN) for ``cfg``: backbone, mask size 28/56, edge loss, Xavier init.
 
-    ``cfg.num_classes`` counts object classes (background excluded). Backbone batch norms are frozen
-    (``FrozenBatchNorm2d``), as in torchvision's detection models and the authors' matterport setup.
+    ``cfg.num_classes`` counts object classes (background excluded). ``cfg.norm``: frozen batch norms
+    (``FrozenBatchNorm2d``, as in torchvision's detection models and the authors' matterport setup) or GroupNorm
+    in the ResNet and FPN (see ``edgercnn.backbones.NORMS``).
     """
     if cfg.num_classes is None or cfg.num_classes < 1:
         raise EdgeRCNNError("num_classes is not set: pass --data with a prepared dataset (its manifest names them)")
     num_classes = cfg.num_classes + 1  # + background
-    small = cfg.backbone == "small"
-    if small:
-        # CPU preset: ResNet-18, 64-channel FPN and heads, fewer proposals and sampled RoIs, smaller anchors.
-        body, out_channels, in_channels = resnet18(weights=None, norm_layer=FrozenBatchNorm2d), 64, [64, 128, 256, 512]
-        head_dim, mask_layers, mask_dim = 256, (64, 64), 64
-        anchor_sizes = ((16,), (32,), (64,), (128,), (256,))
-        extra = dict(rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
-                     rpn_post_nms_top_n_test=150, box_batch_size_per_image=64)
-    else:
-        ctor = {"resnet50": resnet50, "resnet101": resnet101}[cfg.backbone]
-        body, out_channels, in_channels = ctor(weights=None, norm_layer=FrozenBatchNorm2d), 256, [256, 512, 1024, 2048]
-        head_dim, mask_layers, mask_dim = 1024, (256, 256, 256, 256), 256
-        anchor_sizes = ((32,), (64,), (128,), (256,), (512,))
-        extra = {}
+    preset = BACKBONES[cfg.backbone]
+    gn = cfg.norm == "gn"
+    norm_layer = (lambda c: nn.GroupNorm(GN_GROUPS, c)) if gn else FrozenBatchNorm2d
+    body = RESNETS[preset["resnet"]](weights=None, norm_layer=norm_layer)
+    out_channels = preset["fpn_channels"]
     if cfg.backbone_weights:
-        _load_imagenet(body, "resnet18" if small else cfg.backbone, cfg.backbone_weights)
-    backbone = BackboneWithFPN(body, {f"layer{k}": str(k - 1) for k in range(1, 5)}, in_channels, out_channels,
-                               extra_blocks=LastLevelMaxPool())
+        _load_imagenet(body, preset["resnet"], cfg.backbone_weights)
+    backbone = BackboneWithFPN(body, {f"layer{k}": str(k - 1) for k in range(1, 5)}, list(preset["in_channels"]),
+                               out_channels, extra_blocks=LastLevelMaxPool(),
+                               norm_layer=(lambda c: nn.GroupNorm(GN_GROUPS, c)) if gn else None)
+    mask_layers, head_dim, anchor_sizes = preset["mask_layers"], preset["box_head_dim"], preset["anchor_sizes"]
     predictor_cls = MaskRCNNPredictor if cfg.mask_size == 28 else MaskPredictor56
     model = MaskRCNN(
         backbone,
         num_classes=None,
-        rpn_anchor_generator=AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes)),
+        rpn_anchor_generator=AnchorGenerator(tuple((a,) for a in anchor_sizes), ((0.5, 1.0, 2.0),) * len(anchor_sizes)),
         box_head=TwoMLPHead(out_channels * 7 * 7, head_dim),
         box_predictor=FastRCNNPredictor(head_dim, num_classes),
         mask_head=MaskRCNNHeads(out_channels, mask_layers, 1),
-        mask_predictor=predictor_cls(mask_layers[-1], mask_dim, num_classes),
+        mask_predictor=predictor_cls(mask_layers[-1], preset["mask_dim"], num_classes),
         box_score_thresh=cfg.eval_score_threshold,
         box_detections_per_img=cfg.detections_per_image,
-        **extra,
+        **preset["detector"],
     )
     model.transform = CanvasTransform(
         min(cfg.canvas), max(cfg.canvas), model.transform.image_mean, model.transform.image_std

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,20 +22,20 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from edgercnn import results
+from edgercnn.cocometrics import IOU_TYPES, METRIC_NAMES
 from edgercnn.errors import EdgeRCNNError
+from edgercnn.evaluate import METRICS
 from edgercnn.plots import plot_losses
 
-SEGM_METRICS = ("segm_AP", "segm_AP50", "segm_AP75", "segm_APs", "segm_APm", "segm_APl")
-BBOX_METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APs", "bbox_APm", "bbox_APl")
+SEGM_METRICS, BBOX_METRICS, BOUNDARY_METRICS = (tuple(f"{kind}_{n}" for n in METRIC_NAMES) for kind in IOU_TYPES)
 #: Lower is better for these; their relative change is reported with the same sign convention (new - base).
-LOSS_METRICS = ("val_loss_mask",)
-METRICS = SEGM_METRICS + BBOX_METRICS + LOSS_METRICS
+LOSS_METRICS = tuple(m for m in METRICS if m.startswith("val_loss"))
 #: Column titles as in the paper's tables.
-SHORT = {m: m.split("_", 1)[1] for m in SEGM_METRICS + BBOX_METRICS} | {"val_loss_mask": "val L_Mask"}
+SHORT = ({m: m.split("_", 1)[1] for m in SEGM_METRICS + BBOX_METRICS}
+         | {m: "b" + m.split("_", 1)[1] for m in BOUNDARY_METRICS} | {"val_loss_mask": "val L_Mask"})
 FORMATS = ("table", "markdown", "latex", "csv")
 
-_SEED_CSV = re.compile(r"^seed-(\d+)\.csv$")
-_LOSS_CSV = re.compile(r"^seed-(\d+)-losses\.csv$")
 
 
 @dataclass
@@ -52,74 +51,14 @@ class ReportResult:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError) as err:
-        raise EdgeRCNNError(f"{path}: not a readable CSV ({err.__class__.__name__}); delete it and re-run "
-                            "edgercnn eval for that run") from err
-
-
-def _require_dir(exp_dir: Path) -> None:
-    if not exp_dir.is_dir():
-        raise EdgeRCNNError(f"{exp_dir}: no such results folder; run edgercnn train --experiment "
-                            f"{exp_dir.name} ... first (or pass results/<experiment>)")
-
-
 def load_runs(exp_dir: Path) -> pd.DataFrame:
-    """All ``<exp_dir>/<config>/seed-<n>.csv`` as one DataFrame, one row per seed, sorted by config, seed.
-
-    ``config`` falls back to the folder name when the CSV lacks it; ``seed`` to the number in the file name.
-    Every known metric column exists in the result (NaN where a CSV lacks it).
-    """
-    exp_dir = Path(exp_dir)
-    _require_dir(exp_dir)
-    frames = []
-    for path in sorted(exp_dir.glob("*/seed-*.csv")):
-        match = _SEED_CSV.match(path.name)
-        if not match:
-            continue  # seed-<n>-losses.csv and friends
-        df = _read_csv(path)
-        if len(df) != 1:
-            raise EdgeRCNNError(f"{path}: expected one row (one evaluated run), found {len(df)}; delete it and "
-                                "re-run edgercnn eval for that run")
-        if "config" not in df or pd.isna(df.at[0, "config"]):
-            df["config"] = path.parent.name
-        if "seed" not in df:
-            df["seed"] = int(match.group(1))
-        frames.append(df)
-    if not frames:
-        raise EdgeRCNNError(f"{exp_dir}: no <config>/seed-<n>.csv files; run edgercnn train --experiment "
-                            f"{exp_dir.name} ... first")
-    runs = pd.concat(frames, ignore_index=True)
-    runs["config"] = runs["config"].astype(str)
-    for m in METRICS:
-        if m not in runs:
-            runs[m] = math.nan
-        runs[m] = pd.to_numeric(runs[m], errors="coerce")
-    return runs.sort_values(["config", "seed"], kind="stable").reset_index(drop=True)
+    """All per-seed result rows of ``exp_dir`` (see ``edgercnn.results.load_runs``), every metric column present."""
+    return results.load_runs(exp_dir, METRICS)
 
 
 def load_losses(exp_dir: Path, columns: tuple[str, ...] = ("loss_mrcnn", "loss_mask")) -> pd.DataFrame:
-    """All ``seed-<n>-losses.csv`` in long format: config (folder name), seed, step, ``columns``.
-
-    Empty (with those columns) when no run has a loss CSV.
-    """
-    frames = []
-    for path in sorted(Path(exp_dir).glob("*/seed-*-losses.csv")):
-        match = _LOSS_CSV.match(path.name)
-        if not match:
-            continue
-        df = _read_csv(path)
-        missing = [c for c in ("step", *columns) if c not in df]
-        if missing:
-            raise EdgeRCNNError(f"{path}: missing column(s) {missing}; it is not a training loss log from "
-                                "edgercnn train, move it away")
-        df = df[["step", *columns]].assign(config=path.parent.name, seed=int(match.group(1)))
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=["config", "seed", "step", *columns])
-    return pd.concat(frames, ignore_index=True)[["config", "seed", "step", *columns]]
+    """All ``seed-<n>-losses.csv`` in long format: config (folder name), seed, step, ``columns``."""
+    return results.load_curves(exp_dir, "losses", columns)
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -128,7 +67,7 @@ def load_reference(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise EdgeRCNNError(f"{path}: reference CSV not found; pass e.g. --compare results/paper/table1_filters.csv")
-    ref = _read_csv(path)
+    ref = results.read_csv(path)
     if "config" not in ref:
         raise EdgeRCNNError(f"{path}: no 'config' column; the reference CSV needs config, segm_AP, "
                             "segm_AP_std, ... (see results/paper/)")

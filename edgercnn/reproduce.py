@@ -14,9 +14,10 @@ from rich.console import Console
 from edgercnn.config import Config
 from edgercnn.data.manifest import MANIFEST
 from edgercnn.data.shapes import make_shapes
-from edgercnn.pipeline import evaluate_run, result_paths, train_and_evaluate
+from edgercnn.pipeline import evaluate_run, train_and_evaluate
 from edgercnn.report import report
-from edgercnn.train import CHECKPOINT, FINAL_WEIGHTS, run_dir_of
+from edgercnn.results import SeedResult
+from edgercnn.rundir import RunDir
 
 #: The two configurations compared: the plain Mask R-CNN and the paper's best (Sobel, L2, alpha 1).
 CONFIGS = {"baseline": {"filters": []}, "sobel-p2": {"filters": ["sobel"], "p": 2.0}}
@@ -40,7 +41,6 @@ def reproduce_configs(data: Path, seeds: int, steps: int, experiment: str, out_d
                 results_dir=str(results_dir), seed=seed, steps=steps, workers=workers, device=device,
                 checkpoint_every=max(1, steps // 4), **PRESET, **edge,
             ))
-            configs[-1].validate()
     return configs
 
 
@@ -55,15 +55,15 @@ def reproduce(*, data: Path = Path("data/shapes"), seeds: int = 3, steps: int = 
         console.print(f"preparing the shapes dataset in {data}")
         make_shapes(data)
     for cfg in reproduce_configs(Path(data), seeds, steps, experiment, out_dir, results_dir, workers, device):
-        csv_path = result_paths(cfg)[0]
-        if csv_path.is_file():
-            console.print(f"{cfg.config_name()} seed {cfg.seed}: done ({csv_path}), skipped", highlight=False)
+        result = SeedResult.of(cfg)
+        if result.exists():
+            console.print(f"{cfg.config_name()} seed {cfg.seed}: done ({result.csv}), skipped", highlight=False)
             continue
-        run_dir = run_dir_of(cfg)
-        if (run_dir / FINAL_WEIGHTS).is_file():  # trained, evaluation missing
-            evaluate_run(run_dir, console=console)
+        run = RunDir.of(cfg)
+        if run.final_weights.is_file():  # trained, evaluation missing
+            evaluate_run(run, console=console)
             continue
-        train_and_evaluate(cfg, resume=(run_dir / CHECKPOINT).is_file(), console=console, command=command)
+        train_and_evaluate(cfg, resume=run.checkpoint.is_file(), console=console, command=command)
     report(Path(results_dir) / experiment, console=console)  # prints the tables and the plot path
     elapsed = time.perf_counter() - started
     console.print(f"reproduce finished in {elapsed / 60:.1f} min", highlight=False)

@@ -1,13 +1,12 @@
 """The training loop: the paper's staged schedule (section 4), per-step loss CSV, checkpoints, resume.
 
-A run lives in ``<out_dir>/<experiment>/<config name>/seed-<n>/``: ``config.yaml`` (resolved), ``losses.csv``
-(one row per step), ``checkpoint.pt`` (model, optimizer, step, RNG states; atomic), ``model_final.pt`` (a
-plain torchvision ``MaskRCNN`` state_dict) and, after evaluation, the metrics.
+Where its files go is the run folder's business (``edgercnn.rundir.RunDir``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import random
@@ -28,28 +27,16 @@ from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped
 from edgercnn.data.manifest import load_manifest
 from edgercnn.data.sampling import StepBatchSampler
 from edgercnn.errors import EdgeRCNNError
-from edgercnn.io import atomic_write_bytes, atomic_write_text
+from edgercnn.io import atomic_write_bytes
 from edgercnn.model import build_model, set_trainable
+from edgercnn.optim import build_optimizer
+from edgercnn.rundir import LOSS_COLUMNS, LOSS_KEYS, RunDir
+from edgercnn.schedule import lr_at, stage_at
 
-LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge")
-CSV_COLUMNS = ("step", "stage", "lr", *LOSS_KEYS, "loss_mrcnn", "loss_total", "step_time_s")
-CHECKPOINT = "checkpoint.pt"
-FINAL_WEIGHTS = "model_final.pt"
-LOSSES_CSV = "losses.csv"
 #: Config keys a resumed run may change: where it runs and writes, not what it learns.
 RESUME_MAY_CHANGE = frozenset({"device", "workers", "out_dir", "results_dir", "checkpoint_every", "eval_at_end",
                                "eval_max_images", "eval_score_threshold", "detections_per_image", "backbone_weights",
                                "experiment", "name"})
-
-
-def stage_at(step: int, stages: list[dict[str, Any]]) -> int:
-    """0-based stage index of 1-based ``step``; steps past the end stay in the last stage."""
-    end = 0
-    for i, stage in enumerate(stages):
-        end += int(stage["steps"])
-        if step <= end:
-            return i
-    return len(stages) - 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,15 +55,11 @@ def resolve_config(cfg: Config) -> Config:
     """Fill what the dataset decides (num_classes) and check the data folder once, early."""
     manifest = load_manifest(cfg.data)
     if cfg.num_classes is None:
-        cfg.num_classes = len(manifest["classes"])
-    elif cfg.num_classes != len(manifest["classes"]):
+        return dataclasses.replace(cfg, num_classes=len(manifest["classes"]))
+    if cfg.num_classes != len(manifest["classes"]):
         raise EdgeRCNNError(f"num_classes={cfg.num_classes} but {cfg.data}/manifest.json lists "
                             f"{len(manifest['classes'])} classes; drop num_classes from the config")
     return cfg
-
-
-def run_dir_of(cfg: Config) -> Path:
-    return Path(cfg.out_dir) / cfg.experiment / cfg.config_name() / f"seed-{cfg.seed}"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -101,17 +84,9 @@ def save_torch(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def read_loss_rows(path: Path, up_to_step: int | None = None) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [r for r in rows if up_to_step is None or int(r["step"]) <= up_to_step]
-
-
 @dataclass
 class TrainResult:
-    run_dir: Path
+    run: RunDir
     steps: int
     wall_time_s: float
     last_losses: dict[str, float]
@@ -123,25 +98,25 @@ class Trainer:
     def __init__(self, cfg: Config, *, resume: bool = False, console: Console | None = None,
                  command: str | None = None):
         self.device = resolve_device(cfg.device)
-        self.cfg = resolve_config(cfg)
+        self.cfg = cfg = resolve_config(cfg)
         self.console = console or Console(stderr=True)
         if cfg.amp and self.device.type != "cuda":
             raise EdgeRCNNError("--amp needs a CUDA device; drop --amp or pass --device cuda")
         self.stages = cfg.resolved_stages()
         self.total_steps = cfg.total_steps()
-        self.run_dir = run_dir_of(cfg)
+        self.rundir = RunDir.of(self.cfg)
         self.command = command or " ".join(["edgercnn", *sys.argv[1:]])
 
-        ckpt_path = self.run_dir / CHECKPOINT
+        ckpt_path = self.rundir.checkpoint
         if ckpt_path.exists() and not resume:
-            raise EdgeRCNNError(f"{self.run_dir} already holds a run; pass --resume to continue it, "
+            raise EdgeRCNNError(f"{self.rundir} already holds a run; pass --resume to continue it, "
                                 "or a different --seed/--name/--out-dir")
         torch.manual_seed(cfg.seed)  # the seed fixes initialisation ...
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.model = build_model(cfg).to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=float(self.stages[0]["lr"]),
-                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg.optimizer, self.model, float(self.stages[0]["lr"]), cfg.momentum,
+                                         cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
         self.step = 0  # steps completed
         self.wall_time_s = 0.0
@@ -152,12 +127,10 @@ class Trainer:
         if len(self.dataset) == 0:
             raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
         report_skipped(self.dataset, self.console)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.run_dir / "config.yaml")
-        atomic_write_text(self.run_dir / "command.txt", self.command + "\n")
-        # Keep only the loss rows the checkpoint covers: no duplicated or missing rows after a resume.
-        rows = read_loss_rows(self.run_dir / LOSSES_CSV, self.step)
-        atomic_write_text(self.run_dir / LOSSES_CSV, _csv_text(rows))
+        self.rundir.path.mkdir(parents=True, exist_ok=True)
+        self.rundir.save_config(cfg)
+        self.rundir.write_command(self.command)
+        self.rundir.truncate_losses(self.step)
 
     # ------------------------------------------------------------------ checkpoints
     def _load_checkpoint(self, path: Path) -> None:
@@ -184,7 +157,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "step": self.step, "wall_time_s": self.wall_time_s,
             "rng": _rng_state(), "config": self.cfg.to_dict(),
-        }, self.run_dir / CHECKPOINT)
+        }, self.rundir.checkpoint)
 
     # ------------------------------------------------------------------ training
     def _loader(self, end_step: int) -> DataLoader:
@@ -194,11 +167,10 @@ class Trainer:
                           generator=torch.Generator().manual_seed(self.cfg.seed),
                           persistent_workers=False, pin_memory=self.device.type == "cuda")
 
-    def _apply_stage(self, index: int) -> None:
-        stage = self.stages[index]
-        set_trainable(self.model, stage["layers"])
+    def _set_lr(self, step: int) -> None:
+        lr = lr_at(step, self.stages, self.cfg.warmup_steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = float(stage["lr"])
+            group["lr"] = lr
 
     def train_step(self, images, targets) -> dict[str, float]:
         images = [im.to(self.device, non_blocking=True) for im in images]
@@ -219,7 +191,7 @@ class Trainer:
         values["loss_mrcnn"] = sum(v for k, v in values.items() if k != "loss_edge")
         values["loss_total"] = logged[-1]
         if not math.isfinite(values["loss_total"]):
-            raise EdgeRCNNError(f"loss became {values['loss_total']} at step {self.step + 1} ({self.run_dir}); "
+            raise EdgeRCNNError(f"loss became {values['loss_total']} at step {self.step + 1} ({self.rundir}); "
                                 "lower the learning rate (--lr) or the edge weight (--alpha)")
         return values
 
@@ -227,18 +199,18 @@ class Trainer:
         """Train until the schedule ends (or ``stop_after`` more steps, for tests/partial runs)."""
         self.model.train()
         end = self.total_steps if stop_after is None else min(self.total_steps, self.step + stop_after)
-        writer = _tensorboard(self.run_dir)
+        writer = _tensorboard(self.rundir.path)
         stage = None
         last: dict[str, float] = {}
         log_every = max(1, self.total_steps // 10)  # plain log lines when the console is not a terminal
-        csv_path = self.run_dir / LOSSES_CSV
-        with csv_path.open("a", newline="") as handle, _progress(self.console) as progress:
-            rows = csv.DictWriter(handle, CSV_COLUMNS)
+        with self.rundir.losses.open("a", newline="") as handle, _progress(self.console) as progress:
+            rows = csv.DictWriter(handle, LOSS_COLUMNS)
             task = progress.add_task(self.cfg.config_name(), total=self.total_steps, completed=self.step, info="")
             for images, targets in self._loader(end):
                 if stage != stage_at(self.step + 1, self.stages):
                     stage = stage_at(self.step + 1, self.stages)
-                    self._apply_stage(stage)
+                    set_trainable(self.model, self.stages[stage]["layers"])
+                self._set_lr(self.step + 1)
                 t0 = time.perf_counter()
                 last = self.train_step(images, targets)
                 dt = time.perf_counter() - t0
@@ -262,16 +234,8 @@ class Trainer:
         if writer is not None:
             writer.close()
         if self.step >= self.total_steps:
-            save_torch(self.model.state_dict(), self.run_dir / FINAL_WEIGHTS)
-        return TrainResult(self.run_dir, self.step, self.wall_time_s, last)
-
-
-def _csv_text(rows: list[dict[str, str]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+            save_torch(self.model.state_dict(), self.rundir.final_weights)
+        return TrainResult(self.rundir, self.step, self.wall_time_s, last)
 
 
 def _progress(console: Console) -> Progress:
@@ -287,9 +251,3 @@ def _tensorboard(run_dir: Path):
     except (ImportError, ModuleNotFoundError):
         return None
     return SummaryWriter(str(run_dir / "tb"))
-
-
-def train(cfg: Config, *, resume: bool = False, console: Console | None = None, command: str | None = None,
-          stop_after: int | None = None) -> TrainResult:
-    """Train one run; evaluation at the end is the caller's (see ``edgercnn.pipeline.train_and_evaluate``)."""
-    return Trainer(cfg, resume=resume, console=console, command=command).run(stop_after=stop_after)

@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from edgercnn.config import Config, load_config, paper_stages
+from edgercnn.config import Config, load_config
+from edgercnn.schedule import paper_stages, stage_at
 from edgercnn.errors import ConfigError
-from edgercnn.train import stage_at
 
 
 def test_defaults_are_the_papers_schedule():

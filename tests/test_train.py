@@ -13,7 +13,8 @@ from edgercnn.errors import EdgeRCNNError
 from edgercnn.evaluate import METRICS
 from edgercnn.pipeline import evaluate_run, train_and_evaluate
 from edgercnn.report import report
-from edgercnn.train import CSV_COLUMNS, LOSSES_CSV, Trainer
+from edgercnn.rundir import LOSS_COLUMNS
+from edgercnn.train import Trainer
 
 
 def tiny_cfg(data, tmp_path, **kw):
@@ -40,10 +41,11 @@ def test_data_order_is_a_pure_function_of_seed_and_step():
 
 def test_end_to_end_train_eval_csv_report(tiny_shapes, tmp_path):
     cfg = tiny_cfg(tiny_shapes, tmp_path, steps=4)
-    run_dir, metrics, csv_path = train_and_evaluate(cfg, command="pytest e2e")
-    rows = read_rows(run_dir / LOSSES_CSV)
+    run, metrics, csv_path = train_and_evaluate(cfg, command="pytest e2e")
+    run_dir = run.path
+    rows = read_rows(run.losses)
     assert [int(r["step"]) for r in rows] == list(range(1, 5))
-    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert list(rows[0]) == list(LOSS_COLUMNS)
     # 4 steps scale the 40k/80k/40k stages to 1/2/1 (heads, 4+, all) at lr 0.01, 0.01, 0.001
     assert [int(r["stage"]) for r in rows] == [1, 2, 2, 3]
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.01] * 3 + [0.001])
@@ -93,14 +95,14 @@ def test_resume_matches_an_uninterrupted_run(tiny_shapes, tmp_path):
     first = Trainer(tiny_cfg(tiny_shapes, tmp_path / "b"))
     first.run(stop_after=3)  # checkpoint at steps 2 and 3
     # a crash after the checkpoint leaves rows the checkpoint does not cover: they must go on resume
-    with open(first.run_dir / LOSSES_CSV, "a") as handle:
+    with open(first.rundir.losses, "a") as handle:
         handle.write("4,2,0.01,9,9,9,9,9,9,9,9,0.1\n")
     with pytest.raises(EdgeRCNNError, match="--resume"):
         Trainer(tiny_cfg(tiny_shapes, tmp_path / "b"))
     resumed = Trainer(tiny_cfg(tiny_shapes, tmp_path / "b"), resume=True)
     assert resumed.step == 3
     resumed.run()
-    a, b = read_rows(full.run_dir / LOSSES_CSV), read_rows(resumed.run_dir / LOSSES_CSV)
+    a, b = read_rows(full.rundir.losses), read_rows(resumed.rundir.losses)
     assert [r["step"] for r in b] == [str(s) for s in range(1, 7)]
     for ra, rb in zip(a, b):
         for key in ("loss_total", "loss_mask", "loss_edge", "loss_classifier", "lr", "stage"):

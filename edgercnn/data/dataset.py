@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 
 from edgercnn.data.coco_json import read_coco_json
 from edgercnn.data.manifest import load_manifest, split_paths
-from edgercnn.data.transforms import build_transforms, fit_scale
+from edgercnn.data.transforms import build_transforms, canvas_geometry
 from edgercnn.errors import EdgeRCNNError
 
 # per-annotation problems: skipped and counted, or fatal with strict=True
@@ -156,12 +156,14 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             raise EdgeRCNNError(f"canvas {self.canvas}: transform produced {canvas_img.shape[1]}x"
                                 f"{canvas_img.shape[0]}; report this as a bug")
         boxes, keep = masks_to_boxes(masks)  # boxes from the transformed masks: always consistent
+        scale, pad = canvas_geometry(info["width"], info["height"], self.canvas)
         target = {
             "boxes": torch.from_numpy(boxes[keep]),
             "labels": torch.from_numpy(labels[keep]),
             "masks": torch.from_numpy(np.ascontiguousarray(masks[keep])),
             "image_id": torch.tensor(img_id, dtype=torch.int64),
-            "scale": torch.tensor(fit_scale(info["width"], info["height"], self.canvas), dtype=torch.float32),
+            "scale": torch.tensor(scale, dtype=torch.float32),
+            "pad": torch.tensor(pad, dtype=torch.int64),  # (top, left) offsets of the image on the canvas
             "orig_size": torch.tensor([info["height"], info["width"]], dtype=torch.int64),
         }
         tensor = torch.from_numpy(np.ascontiguousarray(canvas_img.transpose(2, 0, 1))).float().div_(255)
