@@ -10,8 +10,11 @@ import typer
 from rich.console import Console
 
 from edgercnn import __version__
+from edgercnn.architecture import BACKBONES, NORMS
 from edgercnn.data.cli import app as prepare_app
 from edgercnn.errors import EdgeRCNNError, user_errors
+from edgercnn.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
+from edgercnn.optim import OPTIMIZERS
 
 app = typer.Typer(
     help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",
@@ -22,23 +25,16 @@ app = typer.Typer(
 app.add_typer(prepare_app, name="prepare")
 
 
-class Smooth(str, Enum):
-    none = "none"
-    gt = "gt"
-    pred = "pred"
-    both = "both"
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum for Typer from a vocabulary declared beside its implementation (values are the CLI spelling)."""
+    return Enum(name, {v.replace("-", "_").replace("+", "_"): v for v in values}, type=str)
 
 
-class Formulation(str, Enum):
-    lp = "lp"
-    ce_product = "ce-product"
-    ce_exp = "ce-exp"
-
-
-class Backbone(str, Enum):
-    resnet50 = "resnet50"
-    resnet101 = "resnet101"
-    small = "small"
+Smooth = _choices("Smooth", ("none", *SMOOTH_MODES))
+Formulation = _choices("Formulation", FORMULATIONS)
+Backbone = _choices("Backbone", BACKBONES)
+Norm = _choices("Norm", NORMS)
+Optimizer = _choices("Optimizer", OPTIMIZERS)
 
 
 class Format(str, Enum):
@@ -122,8 +118,8 @@ def train(
     config: Annotated[Optional[Path], typer.Option(help="YAML file with config keys (snake_case); options given "
                                                         "here override it; an unknown key is an error.")] = None,
     filter: Annotated[Optional[list[str]], typer.Option(
-        "--filter", help="Edge filter(s): sobel, prewitt, kayyali, roberts, laplace (8-neighbour, the paper's L), "
-                         "laplace4; repeat or join with commas/+ to combine (sobel+laplace = the paper's S & L); "
+        "--filter", help=f"Edge filter(s): {', '.join(KERNELS)} (laplace = 8-neighbour, the paper's L; laplace4 = "
+                         "eq. 3); repeat or join with commas/+ to combine (sobel+laplace = the paper's S & L); "
                          "`none` trains the plain Mask R-CNN baseline. Default: sobel.")] = None,
     p: Annotated[Optional[float], typer.Option(help="Exponent of the L^p edge loss (section 5.2), >= 1. "
                                                     "Default 2.")] = None,
@@ -140,6 +136,13 @@ def train(
                         "(resnet18-FPN with narrow heads, for CPU runs). Default resnet50.")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="`imagenet` (torch hub cache), a ResNet "
                                 "state_dict file, or unset for random initialisation.")] = None,
+    norm: Annotated[Optional[Norm], typer.Option(help="Normalisation in the ResNet (and FPN): frozen_bn (frozen "
+                    "batch norm, the paper's, meant for ImageNet weights) or gn (GroupNorm in ResNet + FPN, trains "
+                    "from random weights). Default frozen_bn.")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help="sgd (momentum 0.9, the paper's) or adamw "
+                         "(beta1 = momentum). Default sgd.")] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear learning-rate warm-up from 0.001x over the "
+                            "first N steps; 0 = none. Default 0.")] = None,
     canvas: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT the images are resized into (aspect kept) "
                                                        "and zero-padded to. Default 1024x800.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Total steps; the paper's 40k/80k/40k stages are scaled "
@@ -161,7 +164,11 @@ def train(
                                                                  "Default 1000.")] = None,
     eval_at_end: Annotated[Optional[bool], typer.Option("--eval/--no-eval", help="Evaluate on the val split "
                            "when training ends. Default on.")] = None,
-    eval_max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only.")] = None,
+    eval_max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only "
+                               "(then no per-seed result CSV is written).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N steps during training (and at "
+                          "the last step): segm/boundary/bbox AP and val mask loss per evaluation in the run's "
+                          "evals.csv, for convergence curves and speed-up in `report`. Default 0 = never.")] = None,
     strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Stop on a malformed annotation "
                       "(bad polygon, zero-area box, unknown category) instead of skipping it with a count.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in its folder from its last checkpoint "
@@ -178,11 +185,13 @@ def train(
             "smooth": smooth.value if smooth else None,
             "magnitude": magnitude, "formulation": formulation.value if formulation else None,
             "mask_size": mask_size, "backbone": backbone.value if backbone else None,
-            "backbone_weights": backbone_weights, "canvas": _parse_canvas(canvas), "steps": steps, "lr": lr,
+            "backbone_weights": backbone_weights, "norm": norm.value if norm else None,
+            "optimizer": optimizer.value if optimizer else None, "warmup_steps": warmup_steps, "canvas": _parse_canvas(canvas), "steps": steps, "lr": lr,
             "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "seed": seed,
             "experiment": experiment, "name": name, "out_dir": str(out_dir) if out_dir else None,
             "results_dir": str(results_dir) if results_dir else None, "checkpoint_every": checkpoint_every,
-            "eval_at_end": eval_at_end, "eval_max_images": eval_max_images, "strict": strict,
+            "eval_at_end": eval_at_end, "eval_max_images": eval_max_images, "eval_every": eval_every,
+            "strict": strict,
         }
         cfg = load_config(config, overrides)
         run_dir, metrics, csv_path = train_and_evaluate(cfg, resume=resume, command=command_line(ctx))
@@ -193,20 +202,40 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder: <out-dir>/<experiment>/<config>/seed-<n>.")],
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder: <out-dir>/<experiment>/<config>/seed-<n>. "
+                                                           "Leave out with --detections.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda; default: the run's.")] = None,
-    max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only.")] = None,
+    max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only (then no "
+                                                           "per-seed result CSV is written).")] = None,
+    detections: Annotated[Optional[Path], typer.Option(help="Score this COCO results JSON (from any detector: "
+                          "detectron2, mmdetection, ours) instead of a run; needs --data.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="With --detections: the dataset folder (made by edgercnn "
+                                                      "prepare) whose ground truth scores them.")] = None,
+    split: Annotated[str, typer.Option(help="With --detections: the split of --data.")] = "val",
+    out: Annotated[Optional[Path], typer.Option(help="With --detections: where to write the metrics JSON. "
+                                                     "Default: <detections stem>-metrics.json beside it.")] = None,
     debug: Debug = False,
 ) -> None:
-    """COCO segm/bbox AP and the mean validation mask loss of a run; writes metrics.json, detections.json and,
-    for a finished run on the whole val split, the per-seed results CSV."""
-    from edgercnn.pipeline import evaluate_run
+    """COCO segm/boundary/bbox AP and the mean validation mask loss of a run (writes metrics.json, detections.json
+    and, for a finished run on the whole val split, the per-seed results CSV), or the AP of any detections file."""
+    from edgercnn.pipeline import evaluate_run, score_detections
 
     with user_errors(debug):
-        metrics, csv_path = evaluate_run(run_dir, device=device, max_images=max_images)
+        if detections is not None:
+            if run_dir is not None or data is None:
+                raise EdgeRCNNError("--detections: pass --data DIR (the dataset the detections are for) and no "
+                                    "RUN_DIR")
+            metrics, path = score_detections(detections, data, split, out)
+            csv_path = None
+        elif run_dir is None:
+            raise EdgeRCNNError("eval: pass a RUN_DIR, or --detections FILE --data DIR")
+        else:
+            metrics, csv_path = evaluate_run(run_dir, device=device, max_images=max_images)
+            path = None
         typer.echo(" ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
-        if csv_path is not None:
-            typer.echo(f"→ {csv_path}")
+        for written in (path, csv_path):
+            if written is not None:
+                typer.echo(f"→ {written}")
 
 
 @app.command()
@@ -234,22 +263,36 @@ def reproduce(
     data: Annotated[Path, typer.Option(help="Shapes dataset folder; made with the defaults if missing.")]
     = Path("data/shapes"),
     seeds: Annotated[int, typer.Option(help="Seeds per config (0..N-1).")] = 3,
-    steps: Annotated[int, typer.Option(help="Training steps per run: 3/4 at lr 0.01, the last 1/4 at 0.001, all "
-                                            "layers (no ImageNet weights on CPU).")] = 700,
-    experiment: Annotated[str, typer.Option(help="results/<experiment>/ gets the per-seed CSVs.")] = "shapes",
-    out_dir: Annotated[Path, typer.Option(help="Run folders root.")] = Path("runs"),
-    results_dir: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
-    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
+    quick: Annotated[bool, typer.Option(help="Smoke check: the same pipeline with 500 steps per run (about 10 min "
+                                             "on 2 cores); results go to <results-dir>/shapes-quick and are not "
+                                             "compared with the reference.")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps per run (default 2500, or 500 with --quick): "
+                                                      "all layers, AdamW lr 0.001 with 200 warm-up steps, x0.1 for "
+                                                      "the last 20 %.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="<results-dir>/<experiment>/ gets the per-seed CSVs. "
+                                                           "Default shapes (shapes-quick with --quick).")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Run folders root.")] = Path("runs/reproduce"),
+    results_dir: Annotated[Path, typer.Option(help="Results root for your runs (the committed reference under "
+                                                   "results/ is not touched).")] = Path("runs/reproduce/results"),
+    reference: Annotated[Optional[Path], typer.Option(help="Committed results to compare yours with (Welch test "
+                                                           "per metric). Default results/shapes.")]
+    = Path("results/shapes"),
+    jobs: Annotated[Optional[int], typer.Option(help="Runs trained at once, each in its own process with the "
+                                                     "cores split between them (on 2 cores, 2 jobs of 1 thread "
+                                                     "train about 2x faster than 1 job of 2). Default: the number "
+                                                     "of cores.")] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader workers per run.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
     debug: Debug = False,
 ) -> None:
-    """The README's main command: baseline vs. sobel/p=2 on shapes (small CPU preset, 128x128), N seeds, report.
+    """The README's main command: baseline vs. sobel/p=2 on shapes (small CPU preset, 128x128), N seeds, with
+    convergence curves, speed-up, significance and a comparison against the committed results.
 
     Finished seeds are skipped and unfinished runs resumed, so it can be re-run after an interruption.
     """
     from edgercnn.reproduce import reproduce as run_reproduce
 
     with user_errors(debug):
-        run_reproduce(data=data, seeds=seeds, steps=steps, experiment=experiment, out_dir=out_dir,
-                      results_dir=results_dir, workers=workers, device=device, console=_console(),
-                      command=command_line(ctx))
+        run_reproduce(data=data, seeds=seeds, steps=steps, quick=quick, experiment=experiment, out_dir=out_dir,
+                      results_dir=results_dir, reference=reference, jobs=jobs, workers=workers, device=device,
+                      console=_console(), command=command_line(ctx))

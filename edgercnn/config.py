@@ -68,6 +68,7 @@ class Config:
     # logging, checkpoints, evaluation
     checkpoint_every: int = 1000
     eval_at_end: bool = True
+    eval_every: int = 0  # evaluate every N steps during training (and at the last step) → evals.csv; 0: never
     eval_max_images: int | None = None  # None: the whole val split
     eval_score_threshold: float = 0.05
     detections_per_image: int = 100
@@ -142,6 +143,8 @@ class Config:
             raise ConfigError(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
         if not 0 <= self.hflip <= 1:
             raise ConfigError(f"hflip: a probability in [0, 1], got {self.hflip}")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every: must be >= 0 (0: no evaluation during training), got {self.eval_every}")
         if self.eval_max_images is not None and self.eval_max_images < 1:
             raise ConfigError(f"eval_max_images: must be >= 1, got {self.eval_max_images}")
         if self.steps is not None and self.steps < len(self.stages):

@@ -1,4 +1,4 @@
-"""User-facing errors: one line saying what is wrong, where, and what to do (CONVENTIONS: errors)."""
+"""User-facing errors: one line saying what is wrong, where, and what to do (CONVENTIONS.md: errors)."""
 
 from __future__ import annotations
 

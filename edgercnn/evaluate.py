@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from edgercnn.cocometrics import METRICS as COCO_METRICS, coco_metrics
 from edgercnn.config import Config
-from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped
+from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
 from edgercnn.data.transforms import to_original
 from edgercnn.io import atomic_write_json
 
@@ -57,20 +57,22 @@ def loss_mode(model: torch.nn.Module) -> None:
 
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
-                   max_images: int | None = None, console: Console | None = None) -> tuple[dict[str, float], list]:
+                   max_images: int | None = None, console: Console | None = None,
+                   show_progress: bool = True) -> tuple[dict[str, float], list]:
     """Metrics dict (COCO + ``val_loss_mask``) and the COCO results list of ``model`` on the val split."""
     console = console or Console(stderr=True)
     dataset = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False,
                                   max_images=max_images if max_images is not None else cfg.eval_max_images,
                                   strict=cfg.strict)
     report_skipped(dataset, console)
+    warn_if_empty(dataset, console)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
     results: list[dict[str, Any]] = []
     mask_losses: list[float] = []
     was_training = model.training
     rng = torch.get_rng_state()
     torch.manual_seed(cfg.seed)  # RoI sampling of the loss pass: same every evaluation
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+    with Progress(console=console, transient=True, disable=not (show_progress and console.is_terminal)) as progress:
         task = progress.add_task("evaluating", total=len(dataset))
         for images, targets in loader:
             images = [im.to(device) for im in images]

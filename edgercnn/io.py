@@ -1,8 +1,9 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename (CONVENTIONS: files and results)."""
+"""Atomic file writes: a temporary file in the same folder, then a rename (CONVENTIONS.md: files and results)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -44,5 +45,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data), mode="wb")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float as None: JSON has no NaN (``json.dump`` would write a bare ``NaN``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
-    atomic_write(path, lambda f: json.dump(obj, f, indent=indent))
+    """Strict JSON (non-finite floats written as null), atomically."""
+    atomic_write(path, lambda f: json.dump(json_safe(obj), f, indent=indent, allow_nan=False))

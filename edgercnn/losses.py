@@ -166,6 +166,13 @@ class EdgeLoss:
             self, "filters", check_edge_args(self.filters, self.p, self.smooth, self.magnitude, self.formulation)
         )
 
+    @classmethod
+    def from_config(cls, cfg) -> "EdgeLoss":
+        """The edge loss of a run config (``edgercnn.config.Config``: filters, p, alpha, smooth, magnitude,
+        formulation); read here, beside the constructor, so no one else picks these keys."""
+        return cls(filters=tuple(cfg.filters), p=cfg.p, weight=cfg.alpha, smooth=cfg.smooth, magnitude=cfg.magnitude,
+                   formulation=cfg.formulation)
+
     def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
         return _edge_loss(pred, target, self.filters, self.p, self.weight, self.smooth, self.magnitude,
                           self.formulation)

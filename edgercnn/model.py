@@ -32,6 +32,7 @@ from edgercnn.architecture import BACKBONES, GN_GROUPS, MASK_SIZES
 from edgercnn.config import Config
 from edgercnn.errors import EdgeRCNNError
 from edgercnn.losses import EdgeLoss
+from edgercnn.schedule import STAGE_LAYERS
 
 IMAGENET_WEIGHTS = {"resnet50": ResNet50_Weights.IMAGENET1K_V1, "resnet101": ResNet101_Weights.IMAGENET1K_V1}
 RESNETS = {"resnet18": resnet18, "resnet50": resnet50, "resnet101": resnet101}
@@ -88,8 +89,12 @@ class EdgeRoIHeads(RoIHeads):
 
 
 class CanvasTransform(GeneralizedRCNNTransform):
-    """Normalise and batch only: images arrive already resized and padded to the canvas (section 4), so
-    torchvision's own min/max-size rescale (``resize``) would be a second, different resize."""
+    """Normalise and batch only: images arrive already resized and padded to the canvas (section 4) by the data
+    pipeline (``edgercnn.data.transforms``, which also maps predictions back), so torchvision's own min/max-size
+    rescale (``resize``) would be a second, different resize; it is the identity here and no sizes are needed."""
+
+    def __init__(self, image_mean: list[float], image_std: list[float]):
+        super().__init__(min_size=0, max_size=0, image_mean=image_mean, image_std=image_std)
 
     def resize(self, image, target=None):
         return image, target
@@ -108,11 +113,8 @@ class MaskPredictor56(nn.Sequential):
         ]))
 
 
-def edge_loss_from_config(cfg: Config) -> EdgeLoss | None:
-    if not cfg.filters:
-        return None
-    return EdgeLoss(filters=tuple(cfg.filters), p=cfg.p, weight=cfg.alpha, smooth=cfg.smooth,
-                    magnitude=cfg.magnitude, formulation=cfg.formulation)
+#: The mask predictor of each ``architecture.MASK_SIZES`` value.
+MASK_PREDICTORS = dict(zip(MASK_SIZES, (MaskRCNNPredictor, MaskPredictor56)))
 
 
 def _load_imagenet(body: nn.Module, name: str, weights: str) -> None:
@@ -169,7 +171,7 @@ def build_model(cfg: Config) -> MaskRCNN:
                                out_channels, extra_blocks=LastLevelMaxPool(),
                                norm_layer=(lambda c: nn.GroupNorm(GN_GROUPS, c)) if gn else None)
     mask_layers, head_dim, anchor_sizes = preset["mask_layers"], preset["box_head_dim"], preset["anchor_sizes"]
-    predictor_cls = MaskRCNNPredictor if cfg.mask_size == 28 else MaskPredictor56
+    predictor_cls = MASK_PREDICTORS[cfg.mask_size]
     model = MaskRCNN(
         backbone,
         num_classes=None,
@@ -182,9 +184,7 @@ def build_model(cfg: Config) -> MaskRCNN:
         box_detections_per_img=cfg.detections_per_image,
         **preset["detector"],
     )
-    model.transform = CanvasTransform(
-        min(cfg.canvas), max(cfg.canvas), model.transform.image_mean, model.transform.image_std
-    )
+    model.transform = CanvasTransform(model.transform.image_mean, model.transform.image_std)
     rh = model.roi_heads
     model.roi_heads = EdgeRoIHeads(
         rh.box_roi_pool, rh.box_head, rh.box_predictor,
@@ -192,7 +192,7 @@ def build_model(cfg: Config) -> MaskRCNN:
         rh.fg_bg_sampler.batch_size_per_image, rh.fg_bg_sampler.positive_fraction,
         rh.box_coder.weights, rh.score_thresh, rh.nms_thresh, rh.detections_per_img,
         mask_roi_pool=rh.mask_roi_pool, mask_head=rh.mask_head, mask_predictor=rh.mask_predictor,
-        edge_loss=edge_loss_from_config(cfg),
+        edge_loss=EdgeLoss.from_config(cfg) if cfg.filters else None,
     )
     # Everything but the ResNet feature extractor starts from Xavier (section 4), FPN included.
     for part in (model.backbone.fpn, model.rpn, model.roi_heads):
@@ -206,9 +206,9 @@ def set_trainable(model: MaskRCNN, layers: str) -> None:
     body = model.backbone.body
     for p in model.parameters():
         p.requires_grad_(True)
+    if layers not in STAGE_LAYERS:
+        raise ValueError(f"layers: got {layers!r}; choose {', '.join(STAGE_LAYERS)}")
     if layers == "all":
         return
-    if layers not in ("heads", "4+"):
-        raise ValueError(f"layers: got {layers!r}; choose heads, 4+ or all")
     for name, p in body.named_parameters():
         p.requires_grad_(layers == "4+" and name.split(".")[0] in STAGE_4_AND_UP)

@@ -1,4 +1,4 @@
-"""Run-level orchestration: train → evaluate → per-seed result CSV; evaluate an existing run folder."""
+"""Run-level orchestration: train → evaluate → per-seed result CSV; evaluate a run folder or any detections file."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.cocometrics import coco_metrics
 from edgercnn.config import Config
+from edgercnn.data.coco_json import read_coco_json
+from edgercnn.data.manifest import load_manifest, split_paths
+from edgercnn.detections import load_detections, scorable_kinds
+from edgercnn.errors import EdgeRCNNError
 from edgercnn.evaluate import METRICS, evaluate_model, save_detections
 from edgercnn.io import atomic_write_json
 from edgercnn.model import build_model
@@ -44,10 +48,11 @@ def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_image
     metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)
     save_detections(results, run.detections)
     atomic_write_json(run.metrics, {**metrics, "steps": steps})
-    if steps < cfg.total_steps() or max_images is not None:
+    partial = max_images is not None or cfg.eval_max_images is not None
+    if steps < cfg.total_steps() or partial:
         # a half-trained run or a partial val split is not a seed result: report/reproduce would count it
         console.print(f"{run.metrics} written; no results CSV (steps {steps}/{cfg.total_steps()}"
-                      f"{', --max-images' if max_images is not None else ''})", highlight=False)
+                      f"{', part of the val split only' if partial else ''})", highlight=False)
         return metrics, None
     return metrics, write_result(cfg, run, metrics, METRICS, steps, wall, run.read_command())
 
@@ -65,3 +70,20 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False, console: Console | 
         return result.run, None, None
     metrics, csv_path = evaluate_run(result.run, console=console)
     return result.run, metrics, csv_path
+
+
+def score_detections(detections: Path, data: Path, split: str = "val", out: Path | None = None
+                     ) -> tuple[dict[str, float], Path]:
+    """``edgercnn eval --detections``: score a COCO results file from any detector against a prepared dataset's
+    split with the same metrics as a run (segm/boundary/bbox AP; bbox only for box-only results); writes them to
+    ``out`` (default: ``<detections stem>-metrics.json`` beside the file) and returns (metrics, path)."""
+    detections = Path(detections)
+    _, annotation_file = split_paths(load_manifest(data), split)
+    gt = read_coco_json(annotation_file, "re-run edgercnn prepare for this dataset")
+    results = load_detections(detections, gt, f"the {split} split of {data}")
+    kinds = scorable_kinds(results)
+    metrics: dict[str, float | int | str] = dict(coco_metrics(gt, results, [img["id"] for img in gt["images"]], kinds))
+    metrics.update({"val_images": len(gt["images"]), "detections": len(results), "data": str(data), "split": split})
+    out = Path(out) if out is not None else detections.with_name(f"{detections.stem}-metrics.json")
+    atomic_write_json(out, metrics)
+    return metrics, out

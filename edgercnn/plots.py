@@ -1,4 +1,5 @@
-"""Loss-curve plots like the paper's Figure 4: L_MRCNN and L_Mask per step, mean ± std over seeds.
+"""Loss-curve plots like the paper's Figure 4 (L_MRCNN and L_Mask per step) and convergence curves (metrics of the
+evaluations during training per step), mean ± std over seeds.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it works headless
 and does not change the backend of a caller's interactive session.
@@ -17,6 +18,9 @@ from edgercnn.io import atomic_write_bytes
 
 #: (column of seed-<n>-losses.csv, axis title) for the rows of the figure, as in Figure 4.
 LOSS_PANELS = (("loss_mrcnn", "$L_{MRCNN}$"), ("loss_mask", "$L_{Mask}$"))
+#: (column of seed-<n>-evals.csv, axis title, higher is better) for the rows of the convergence figure.
+CONVERGENCE_PANELS = (("segm_AP", "segm AP", True), ("boundary_AP", "boundary AP", True),
+                      ("val_loss_mask", "val $L_{Mask}$", False))
 #: At most this many points per line: 160k-step curves are thinned after smoothing.
 MAX_POINTS = 2000
 
@@ -56,6 +60,21 @@ def _thin(df: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[::stride]
 
 
+def line_colors(configs: list[str], baselines: set[str], main: str | None) -> dict[str, str]:
+    """One color per config: C0, C1, ... for the others, black then greys for the baselines (``main`` first)."""
+    colors = {c: f"C{i % 10}" for i, c in enumerate(x for x in configs if x not in baselines)}
+    for i, b in enumerate(sorted(baselines, key=lambda b: b != main)):
+        colors[b] = ("black", "dimgray", "darkgray", "silver")[min(i, 3)]
+    return colors
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
 def plot_losses(
     losses: pd.DataFrame,
     path: Path,
@@ -77,9 +96,7 @@ def plot_losses(
     fig = Figure(figsize=(8, 7.5), layout="constrained")
     FigureCanvasAgg(fig)
     baselines = {baseline, *pairs.values()} - {None}
-    colors = {c: f"C{i % 10}" for i, c in enumerate(x for x in configs if x not in baselines)}
-    for i, b in enumerate(sorted(baselines, key=lambda b: b != baseline)):
-        colors[b] = ("black", "dimgray", "darkgray", "silver")[min(i, 3)]
+    colors = line_colors(configs, baselines, baseline)
     axes = fig.subplots(len(LOSS_PANELS), 1, sharex=True)
     for ax, (column, label) in zip(axes, LOSS_PANELS):
         band = loss_band(losses, column, window)
@@ -109,7 +126,50 @@ def plot_losses(
     axes[-1].set_xlabel("step")
     smoothing = "no smoothing" if window == 1 else f"rolling mean over {window} steps"
     fig.suptitle(f"{title + ': ' if title else ''}mean ± std over seeds ({smoothing})", fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return _save(fig, path)
+
+
+def plot_convergence(
+    evals: pd.DataFrame,
+    path: Path,
+    *,
+    baseline: str | None = None,
+    configs: list[str] | None = None,
+    title: str = "",
+    pairs: dict[str, str] | None = None,
+) -> Path:
+    """Write a PNG of segm AP, boundary AP and val L_Mask (one panel each) against the training step to ``path``.
+
+    ``evals`` is long format (config, seed, step, the ``CONVERGENCE_PANELS`` columns), as from
+    ``results.load_curves(exp_dir, "evals", ...)``. Lines: mean over seeds at each evaluation, with a ±1 std band
+    (no smoothing: evaluations are few). A dashed line per baseline marks its final mean, the target of the
+    report's speed-up ("steps to reach the baseline's final value"). ``pairs`` as in ``plot_losses``.
+    """
+    pairs = pairs or {}
+    configs = configs or sorted(evals["config"].unique())
+    baselines = {baseline, *pairs.values()} - {None}
+    colors = line_colors(configs, baselines, baseline)
+    fig = Figure(figsize=(8, 9), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(CONVERGENCE_PANELS), 1, sharex=True)
+    for ax, (column, label, higher) in zip(axes, CONVERGENCE_PANELS):
+        band = loss_band(evals.dropna(subset=[column]), column, window=1)
+        for config in configs:
+            cur = band[band["config"] == config]
+            if cur.empty:
+                continue
+            ax.plot(cur["step"], cur["mean"], color=colors[config], lw=1.2, marker=".", ms=4, label=config)
+            ax.fill_between(cur["step"], cur["mean"] - cur["std"], cur["mean"] + cur["std"],
+                            color=colors[config], alpha=0.2, lw=0)
+            if config in baselines:
+                ax.axhline(cur["mean"].iloc[-1], color=colors[config], ls="--", lw=0.8)
+        if band.empty:
+            ax.text(0.5, 0.5, "no evaluations", transform=ax.transAxes, ha="center", va="center", color="grey")
+        ax.set_ylabel(f"{label} ({'higher' if higher else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8, loc="lower right")
+    axes[-1].set_xlabel("step")
+    fig.suptitle(f"{title + ': ' if title else ''}evaluations during training, mean ± std over seeds "
+                 "(dashed: baseline's final mean)", fontsize=10)
+    return _save(fig, path)

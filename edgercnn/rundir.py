@@ -1,7 +1,7 @@
 """A run folder, ``<out_dir>/<experiment>/<config name>/seed-<n>/``: the one place that knows its file names.
 
 Layout: ``config.yaml`` (the resolved config), ``command.txt``, ``losses.csv`` (one row per step),
-``evals.csv`` (evaluations during training), ``checkpoint.pt`` (model, optimizer, step, RNG states; atomic),
+``evals.csv`` (evaluations during training), ``train.log`` (output of runs in worker processes), ``checkpoint.pt`` (model, optimizer, step, RNG states; atomic),
 ``model_final.pt`` (a plain torchvision ``MaskRCNN`` state_dict), and after evaluation ``metrics.json`` and
 ``detections.json``.
 """
@@ -21,6 +21,8 @@ from edgercnn.io import atomic_write_text
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge")
 LOSS_COLUMNS = ("step", "stage", "lr", *LOSS_KEYS, "loss_mrcnn", "loss_total", "step_time_s")
+#: evals.csv: the metrics of each evaluation during training (``train --eval-every N``), for convergence curves.
+EVAL_COLUMNS = ("step", "segm_AP", "segm_AP50", "segm_AP75", "boundary_AP", "bbox_AP", "val_loss_mask")
 
 
 class RunDir:
@@ -55,6 +57,11 @@ class RunDir:
     @property
     def evals(self) -> Path:
         return self.path / "evals.csv"
+
+    @property
+    def log(self) -> Path:
+        """What a run started by ``reproduce`` in a worker process printed."""
+        return self.path / "train.log"
 
     @property
     def checkpoint(self) -> Path:
@@ -96,9 +103,15 @@ class RunDir:
         """Keep only the loss rows a checkpoint at ``step`` covers: no duplicated or missing rows after a resume."""
         atomic_write_text(self.losses, csv_text(LOSS_COLUMNS, self.read_loss_rows(step)))
 
-    def truncate_evals(self, step: int, columns: tuple[str, ...]) -> None:
+    def truncate_evals(self, step: int) -> None:
         """Keep only the evaluation rows up to ``step`` (evaluations after the checkpoint are redone)."""
-        atomic_write_text(self.evals, csv_text(columns, read_rows(self.evals, step)))
+        if self.evals.is_file():
+            atomic_write_text(self.evals, csv_text(EVAL_COLUMNS, read_rows(self.evals, step)))
+
+    def append_eval(self, step: int, metrics: dict[str, float]) -> None:
+        """Add one evaluation row (rewritten atomically: the file is small)."""
+        rows = read_rows(self.evals) + [{"step": step, **{k: f"{metrics[k]:.6g}" for k in EVAL_COLUMNS[1:]}}]
+        atomic_write_text(self.evals, csv_text(EVAL_COLUMNS, rows))
 
 
 def read_rows(path: Path, up_to_step: int | None = None) -> list[dict[str, str]]:

@@ -23,18 +23,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from edgercnn.config import Config
-from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped
+from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
 from edgercnn.data.manifest import load_manifest
 from edgercnn.data.sampling import StepBatchSampler
 from edgercnn.errors import EdgeRCNNError
 from edgercnn.io import atomic_write_bytes
+from edgercnn.evaluate import evaluate_model
 from edgercnn.model import build_model, set_trainable
 from edgercnn.optim import build_optimizer
 from edgercnn.rundir import LOSS_COLUMNS, LOSS_KEYS, RunDir
 from edgercnn.schedule import lr_at, stage_at
 
 #: Config keys a resumed run may change: where it runs and writes, not what it learns.
-RESUME_MAY_CHANGE = frozenset({"device", "workers", "out_dir", "results_dir", "checkpoint_every", "eval_at_end",
+RESUME_MAY_CHANGE = frozenset({"device", "workers", "out_dir", "results_dir", "checkpoint_every", "eval_at_end", "eval_every",
                                "eval_max_images", "eval_score_threshold", "detections_per_image", "backbone_weights",
                                "experiment", "name"})
 
@@ -127,10 +128,12 @@ class Trainer:
         if len(self.dataset) == 0:
             raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
         report_skipped(self.dataset, self.console)
+        warn_if_empty(self.dataset, self.console)
         self.rundir.path.mkdir(parents=True, exist_ok=True)
         self.rundir.save_config(cfg)
         self.rundir.write_command(self.command)
         self.rundir.truncate_losses(self.step)
+        self.rundir.truncate_evals(self.step)
 
     # ------------------------------------------------------------------ checkpoints
     def _load_checkpoint(self, path: Path) -> None:
@@ -195,6 +198,16 @@ class Trainer:
                                 "lower the learning rate (--lr) or the edge weight (--alpha)")
         return values
 
+    def evaluate_now(self) -> dict[str, float]:
+        """Evaluate the current weights on val (RNG states and training mode restored) and append to evals.csv."""
+        metrics, _ = evaluate_model(self.model, self.cfg, self.device, console=self.console, show_progress=False)
+        self.rundir.append_eval(self.step, metrics)
+        if not self.console.is_terminal:
+            self.console.print(f"{self.cfg.config_name()} seed {self.cfg.seed}: step {self.step} segm AP "
+                               f"{metrics['segm_AP']:.1f} boundary AP {metrics['boundary_AP']:.1f} val mask loss "
+                               f"{metrics['val_loss_mask']:.4f}", highlight=False)
+        return metrics
+
     def run(self, stop_after: int | None = None) -> TrainResult:
         """Train until the schedule ends (or ``stop_after`` more steps, for tests/partial runs)."""
         self.model.train()
@@ -229,6 +242,9 @@ class Trainer:
                 if not self.console.is_terminal and (self.step % log_every == 0 or self.step == end):
                     self.console.print(f"{self.cfg.config_name()} seed {self.cfg.seed}: step {self.step}/"
                                        f"{self.total_steps} {info}", highlight=False)
+                if self.cfg.eval_every and (self.step % self.cfg.eval_every == 0 or self.step == self.total_steps):
+                    progress.update(task, info=f"evaluating at step {self.step}")
+                    self.evaluate_now()
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
                     self.save_checkpoint()
         if writer is not None:

@@ -3,7 +3,7 @@
 # Every knob is an environment variable with the paper's default (section 4):
 #   SEEDS="0 1 2"  COCO_DIR=data/coco  CITYSCAPES_DIR=data/cityscapes  BACKBONE=resnet101
 #   BACKBONE_WEIGHTS=imagenet  CANVAS=1024x800  DEVICE=cuda  RESULTS_DIR=results  OUT_DIR=runs
-#   EDGERCNN=edgercnn (the command)  EXTRA_ARGS="" (appended to every train call)  DRY_RUN=1 (print only)
+#   EDGERCNN=edgercnn (the command)  PYTHON=python (the interpreter edgercnn is installed in)  EXTRA_ARGS="" (appended to every train call)  DRY_RUN=1 (print only)
 # A seed whose results/<exp>/<config>/seed-<n>.csv exists is skipped, so a script can be re-run after a
 # crash or on a second machine and only does what is missing.
 
@@ -24,6 +24,11 @@ EXTRA_ARGS=${EXTRA_ARGS:-}
 DRY_RUN=${DRY_RUN:-0}
 CONFIGS=scripts/configs
 
+# seed_csv EXPERIMENT CONFIG SEED: the per-seed result CSV (its name is edgercnn.results' business).
+seed_csv() {
+  "${PYTHON:-python}" -m edgercnn.results "$RESULTS_DIR" "$1" "$2" "$3"
+}
+
 # run CMD...: run it, or only print it with DRY_RUN=1.
 run() {
   if [[ $DRY_RUN == 1 ]]; then
@@ -40,9 +45,11 @@ run() {
 train_seeds() {
   local data=$1 exp=$2 name=$3 seed
   shift 3
+  local done_csv
   for seed in $SEEDS; do
-    if [[ -f $RESULTS_DIR/$exp/$name/seed-$seed.csv ]]; then
-      echo "skip $exp/$name seed $seed: $RESULTS_DIR/$exp/$name/seed-$seed.csv exists"
+    done_csv=$(seed_csv "$exp" "$name" "$seed")
+    if [[ -f $done_csv ]]; then
+      echo "skip $exp/$name seed $seed: $done_csv exists"
       continue
     fi
     echo "=== $exp/$name seed $seed ($(date '+%F %T'))"
@@ -59,13 +66,16 @@ train_seeds() {
 # and Table 4 160k rows repeat Table 1's Sobel and Baseline numbers. Seeds not found there are left to
 # train_seeds.
 reuse_seeds() {
-  local from=$RESULTS_DIR/$1/$3 to=$RESULTS_DIR/$2/$3 seed f
+  local seed from to
   for seed in $SEEDS; do
-    if [[ -f $from/seed-$seed.csv && ! -f $to/seed-$seed.csv ]]; then
+    from=$(seed_csv "$1" "$3" "$seed")
+    to=$(seed_csv "$2" "$3" "$seed")
+    if [[ -f $from && ! -f $to ]]; then
       echo "reuse $1/$3 seed $seed for $2"
-      run mkdir -p "$to"
-      for f in "seed-$seed-losses.csv" "seed-$seed.csv"; do  # the metrics CSV last: it marks the seed done
-        if [[ -f $from/$f ]]; then run cp "$from/$f" "$to/$f"; fi
+      run mkdir -p "$(dirname "$to")"
+      # the side files (losses, evals, config) first, the metrics CSV last: it marks the seed done
+      for f in "${from%.csv}"-*.csv "${from%.csv}".config.yaml "$from"; do
+        if [[ -f $f ]]; then run cp "$f" "$(dirname "$to")/$(basename "$f")"; fi
       done
     fi
   done

@@ -102,7 +102,7 @@ def test_train_eval_report_via_cli(tiny_shapes, tmp_path):
 
 
 def test_reproduce_small(tiny_shapes, tmp_path):
-    args = ["reproduce", "--data", str(tiny_shapes), "--seeds", "1", "--steps", "2", "--out-dir",
+    args = ["reproduce", "--data", str(tiny_shapes), "--seeds", "1", "--steps", "2", "--jobs", "2", "--out-dir",
             str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--experiment", "rep"]
     result = invoke(*args)
     assert result.exit_code == 0, result.plain

@@ -79,3 +79,30 @@ def test_save_round_trip(tmp_path):
     cfg = Config(steps=10, filters=["roberts"], smooth="both")
     cfg.save(tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_warmup_ramps_linearly_to_the_stage_lr():
+    from edgercnn.schedule import WARMUP_FACTOR, lr_at
+
+    stages = [{"steps": 10, "layers": "all", "lr": 0.1}, {"steps": 10, "layers": "all", "lr": 0.01}]
+    assert lr_at(1, stages, 5) == pytest.approx(0.1 * WARMUP_FACTOR)
+    assert lr_at(3, stages, 5) == pytest.approx(0.1 * (WARMUP_FACTOR + (1 - WARMUP_FACTOR) * 2 / 5))
+    assert [lr_at(s, stages, 5) for s in (5, 10, 11, 20)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    assert lr_at(1, stages, 0) == 0.1
+
+
+def test_norm_optimizer_and_eval_every_are_validated():
+    for key, value in (("norm", "bn"), ("optimizer", "adam"), ("warmup_steps", -1), ("eval_every", -2)):
+        with pytest.raises(ConfigError, match=key):
+            Config(**{key: value})
+
+
+def test_config_is_frozen():
+    import dataclasses
+
+    cfg = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 3
+    assert dataclasses.replace(cfg, seed=3).seed == 3
+    with pytest.raises(ConfigError):
+        dataclasses.replace(cfg, p=0.5)

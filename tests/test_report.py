@@ -124,8 +124,10 @@ def test_table_layout_like_table_1(exp: Path):
 
 def test_markdown(exp: Path):
     text = report(exp, fmt="markdown", console=_console()).text
-    assert "| config | n | AP | AP50 | AP75 | APs | APm | APl | val L_Mask |" in text
+    assert "| config | n | AP | AP50 | AP75 | APs | APm | APl | bAP | bAP50 | bAP75 | val L_Mask |" in text
     assert "| baseline | 3 | 19.0 ± 1.00 |" in text
+    # these CSVs predate boundary AP: n/a, not a crash
+    assert "| 25.0 ± 1.00 | n/a | n/a | n/a | 0.3000 ± 0.0100 |" in text
 
 
 def test_latex(exp: Path):
@@ -270,3 +272,210 @@ def test_configs_pair_with_the_baseline_of_their_suffix():
     rel = add_relative(summary, pairs, metrics=("segm_AP",))["segm_AP_rel"]
     assert rel["sobel-p2-m56"] == pytest.approx(20.0)  # (12 − 10) / 10, against baseline-m56
     assert rel["sobel-p2"] == pytest.approx(10.0) and rel["baseline-m56"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------- significance
+def _with(metric: str, values: dict[str, tuple]) -> dict:
+    """SEEDS with ``metric`` replaced per config."""
+    return {c: {**v, metric: values[c]} for c, v in SEEDS.items()}
+
+
+def test_significance_matches_scipy(tmp_path: Path):
+    from scipy import stats as st
+
+    base, sobel = [30.1, 31.5, 29.8], [33.0, 34.2, 32.1]
+    exp = _write_runs(tmp_path / "sig", _with("segm_AP", {"baseline": tuple(base), "sobel-p2": tuple(sobel)}))
+    result = report(exp, fmt="csv", console=_console())
+    expected = st.ttest_ind(sobel, base, equal_var=False)
+    ci = expected.confidence_interval(confidence_level=0.95)
+    back = pd.read_csv(io.StringIO(result.text)).set_index("config")
+    row = back.loc["sobel-p2"]
+    assert row["baseline"] == "baseline"
+    assert row["segm_AP_diff"] == pytest.approx(33.1 - 30.466667, rel=1e-5)  # means 33.1 and 30.4667
+    assert row["segm_AP_diff_lo"] == pytest.approx(ci.low, rel=1e-5)
+    assert row["segm_AP_diff_hi"] == pytest.approx(ci.high, rel=1e-5)
+    assert row["segm_AP_p"] == pytest.approx(expected.pvalue, rel=1e-5)
+    assert expected.pvalue < 0.05 and bool(row["segm_AP_sig"]) is True
+    # every metric is tested in the csv; the baseline row has no test
+    for m in ("bbox_AP", "boundary_AP", "val_loss_mask", "segm_APl"):
+        assert f"{m}_p" in back and f"{m}_sig" in back
+    assert pd.isna(back.at["baseline", "segm_AP_diff"]) and pd.isna(back.at["baseline", "baseline"])
+    # the same numbers, programmatically
+    sig = result.significance.set_index(["config", "metric"])
+    assert sig.at[("sobel-p2", "segm_AP"), "p"] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert sig.at[("sobel-p2", "segm_AP"), "ci_low"] == pytest.approx(ci.low, rel=1e-12)
+    assert sig.at[("sobel-p2", "segm_AP"), "n"] == 3 and sig.at[("sobel-p2", "segm_AP"), "n_baseline"] == 3
+    assert set(result.significance["config"]) == {"sobel-p2"}  # not the baseline against itself
+    text = report(exp, fmt="markdown", console=_console()).text
+    cell = f"+2.6 [{ci.low:+.1f}, {ci.high:+.1f}] p={expected.pvalue:.2g} |"
+    assert f"| AP | {cell}" in text
+
+
+def test_not_significant_marked_ns(exp: Path):
+    text = report(exp, fmt="markdown", console=_console()).text
+    assert "Difference to baseline (95 % CI, Welch p" in text
+    # AP 18, 19, 20 vs 20, 21, 22: t = 2 / sqrt(2/3) = 2.449, dof 4 → p = 0.070
+    assert "| AP | +2.0 [-0.3, +4.3] p=0.07 ns |" in text
+    assert "| AP50 | +4.0 [+1.7, +6.3] p=0.008 |" in text  # p < 0.05: no marker
+    back = pd.read_csv(io.StringIO(report(exp, fmt="csv", console=_console()).text)).set_index("config")
+    assert not back.at["sobel-p2", "segm_AP_sig"] and back.at["sobel-p2", "segm_AP50_sig"]
+
+
+def test_no_test_with_one_seed_is_ns(tmp_path: Path):
+    exp = _write_runs(tmp_path / "one")
+    for config in SEEDS:
+        for i in (1, 2):
+            (exp / config / f"seed-{i}.csv").unlink()
+    text = report(exp, fmt="markdown", console=_console()).text
+    assert "| AP | +2.0 p=n/a ns |" in text  # the difference, no interval, no p
+
+
+def test_p_and_cell_formats():
+    from edgercnn.report import fmt_diff, fmt_p, fmt_speedup
+
+    assert fmt_p(0.0496) == "p=0.0496"  # not rounded up to the threshold
+    assert fmt_p(0.093) == "p=0.093" and fmt_p(0.0004) == "p<0.001" and fmt_p(math.nan) == "p=n/a"
+    assert fmt_diff(1.3, -0.4, 3.0, 0.09) == "+1.3 [-0.4, +3.0] p=0.09 ns"
+    assert fmt_diff(-0.03, -0.05, -0.01, 0.01, digits=4) == "-0.0300 [-0.0500, -0.0100] p=0.01"
+    assert fmt_diff(math.nan, math.nan, math.nan, math.nan) == "n/a"
+    assert fmt_speedup(1.4234, 1.1, 1.74, 3, 3) == "1.42× [1.10, 1.74]"
+    assert fmt_speedup(1.5, math.nan, math.nan, 1, 1) == "1.50×"
+    assert fmt_speedup(math.nan, math.nan, math.nan, 3, 2) == "never reaches (reached by 2/3 seeds)"
+
+
+# --------------------------------------------------------------------------------------------- convergence
+STEPS = (100, 200, 300, 400)
+# Per config and evals metric, one curve per seed at STEPS. The baseline ends at 30 segm AP in both seeds
+# (target 30, budget 400 steps).
+EVALS = {
+    "baseline": {
+        "segm_AP": ((10, 20, 25, 30), (12, 22, 27, 30)),
+        "boundary_AP": ((5, 10, 15, 20), (5, 10, 15, 20)),
+        "val_loss_mask": ((0.5, 0.4, 0.35, 0.3), (0.5, 0.4, 0.35, 0.3)),
+    },
+    "sobel-p2": {
+        # seed 0: 25 at 200, 35 at 300 → 30 at 250 → 400/250 = 1.6; seed 1: 30 at 200 → 2.0;
+        # seed 2: 26 at 200, 34 at 300 → 30 at 250 → 1.6. Mean 1.7333, sample std 0.23094,
+        # 95 % CI 1.7333 ± t(0.975, 2) · 0.23094 / sqrt(3) = 1.7333 ± 4.3027 · 0.13333 = [1.160, 2.307].
+        "segm_AP": ((15, 25, 35, 40), (20, 30, 33, 36), (10, 26, 34, 38)),
+        # seed 2 tops out at 19 < 20: never reaches the baseline's final boundary AP
+        "boundary_AP": ((8, 20, 22, 24), (8, 20, 22, 24), (8, 12, 16, 19)),
+        # 0.3 first reached at step 300 by every seed → 400/300 = 1.333, no spread
+        "val_loss_mask": ((0.45, 0.35, 0.3, 0.28),) * 3,
+    },
+}
+
+
+def _write_evals(exp: Path, evals: dict = EVALS) -> Path:
+    for config, metrics in evals.items():
+        for seed in range(len(metrics["segm_AP"])):
+            curve = {m: metrics[m][seed] for m in metrics}
+            pd.DataFrame({"step": STEPS, **curve, "segm_AP50": curve["segm_AP"], "segm_AP75": curve["segm_AP"],
+                          "bbox_AP": curve["segm_AP"]}).to_csv(exp / config / f"seed-{seed}-evals.csv", index=False)
+    return exp
+
+
+def test_speedup_by_hand(exp: Path):
+    result = report(_write_evals(exp), fmt="csv", console=_console())
+    speed = result.speedup.set_index(["config", "metric"])
+    assert set(speed.index.get_level_values("config")) == {"sobel-p2"}  # not the baseline against itself
+    ap = speed.loc[("sobel-p2", "segm_AP")]
+    assert ap["target"] == pytest.approx(30.0) and ap["n"] == 3 and ap["n_reached"] == 3
+    assert ap["speedup"] == pytest.approx((1.6 + 2.0 + 1.6) / 3)
+    assert ap["ci_low"] == pytest.approx(1.1596, abs=1e-3) and ap["ci_high"] == pytest.approx(2.3071, abs=1e-3)
+    assert speed.at[("sobel-p2", "val_loss_mask"), "speedup"] == pytest.approx(4 / 3)  # lower is better
+    back = pd.read_csv(io.StringIO(result.text)).set_index("config")
+    assert back.at["sobel-p2", "segm_AP_speedup"] == pytest.approx(1.73333, rel=1e-5)
+    assert back.at["sobel-p2", "segm_AP_speedup_lo"] == pytest.approx(1.1596, abs=1e-3)
+    assert back.at["sobel-p2", "segm_AP_speedup_reached"] == 3 and back.at["sobel-p2", "segm_AP_speedup_n"] == 3
+    assert pd.isna(back.at["baseline", "segm_AP_speedup"])
+    text = report(exp, fmt="markdown", console=_console()).text
+    assert "| sobel-p2 | baseline | 1.73× [1.16, 2.31] |" in text
+
+
+def test_never_reaches_is_not_one(exp: Path):
+    result = report(_write_evals(exp), fmt="markdown", console=_console())
+    row = result.speedup.set_index(["config", "metric"]).loc[("sobel-p2", "boundary_AP")]
+    assert row["n_reached"] == 2 and row["n"] == 3 and math.isnan(row["speedup"])
+    assert "| never reaches (reached by 2/3 seeds) |" in result.text
+    back = pd.read_csv(io.StringIO(report(exp, fmt="csv", console=_console()).text)).set_index("config")
+    assert pd.isna(back.at["sobel-p2", "boundary_AP_speedup"])
+    assert back.at["sobel-p2", "boundary_AP_speedup_reached"] == 2
+
+
+def test_convergence_plot_only_with_evals(exp: Path, tmp_path: Path):
+    plots = tmp_path / "plots"
+    without = report(exp, plot_dir=plots, console=_console())
+    assert without.plots == [plots / "losses.png"] and not (plots / "convergence.png").exists()
+    assert any("no convergence plot" in n for n in without.notes) and without.speedup.empty
+    with_evals = report(_write_evals(exp), plot_dir=plots, console=_console())
+    assert with_evals.plots == [plots / "losses.png", plots / "convergence.png"]
+    png = (plots / "convergence.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "csv"])
+def test_every_format_has_the_new_sections(exp: Path, fmt: str):
+    text = report(_write_evals(exp), fmt=fmt, console=_console()).text
+    if fmt == "csv":
+        header = text.splitlines()[0].split(",")
+        for col in ("boundary_AP", "boundary_AP75_std", "segm_AP_diff", "segm_AP_diff_lo", "segm_AP_diff_hi",
+                    "segm_AP_p", "segm_AP_sig", "val_loss_mask_sig", "segm_APl_n", "segm_AP_speedup",
+                    "segm_AP_speedup_lo", "segm_AP_speedup_hi", "segm_AP_speedup_reached",
+                    "val_loss_mask_speedup"):
+            assert col in header, col
+        return
+    for piece in ("bAP50", "Difference to baseline (95 % CI, Welch p", "p=0.07 ns", "Speed-up",
+                  "never reaches (reached by 2/3 seeds)"):
+        assert piece in text, piece
+    assert ("1.73$\\times$ [1.16, 2.31]" if fmt == "latex" else "1.73× [1.16, 2.31]") in text
+
+
+# --------------------------------------------------------------------------------------------- robustness
+def test_nan_seed_counts_per_metric(tmp_path: Path):
+    exp = _write_runs(tmp_path / "nan", _with("segm_APl", {"baseline": (24.0, 25.0, 26.0),
+                                                           "sobel-p2": (29.0, math.nan, 31.0)}))
+    result = report(exp, fmt="markdown", console=_console())
+    assert result.summary.at["sobel-p2", "segm_APl_n"] == 2 and result.summary.at["sobel-p2", "n"] == 3
+    assert result.summary.at["sobel-p2", "segm_AP_n"] == 3
+    assert "- sobel-p2: segm_APl n=2 of 3 (seed 1 NaN)" in result.text  # footnote
+    assert any("sobel-p2: segm_APl n=2 of 3 (seed 1 NaN)" in n for n in result.notes)
+    sig = result.significance.set_index(["config", "metric"])
+    assert sig.at[("sobel-p2", "segm_APl"), "n"] == 2
+    # boundary AP: no seed has one (CSVs from before it existed) → n/a, not a footnote
+    assert not any("boundary" in n for n in result.notes)
+    back = pd.read_csv(io.StringIO(report(exp, fmt="csv", console=_console()).text)).set_index("config")
+    assert back.at["sobel-p2", "segm_APl_n"] == 2 and back.at["baseline", "segm_APl_n"] == 3
+    for fmt in ("table", "latex"):
+        assert "segm_APl n=2 of 3 (seed 1 NaN)" in report(exp, fmt=fmt, console=_console()).text
+
+
+def test_torn_curves_are_dropped_with_a_note(exp: Path, tmp_path: Path):
+    from edgercnn.report import clean_curves
+
+    losses = exp / "sobel-p2" / "seed-1-losses.csv"
+    lines = losses.read_text().splitlines()
+    lines.insert(10, "garbage,x,y,z,w")  # non-numeric garbage inside
+    losses.write_text("\n".join(lines) + "\n51,1\n")  # a torn last line: columns missing
+    _write_evals(exp)
+    evals = exp / "baseline" / "seed-0-evals.csv"
+    evals.write_text(evals.read_text() + "500,31")  # a torn last evaluation
+    result = report(exp, plot_dir=tmp_path / "plots", console=_console())
+    assert result.plots == [tmp_path / "plots" / "losses.png", tmp_path / "plots" / "convergence.png"]
+    assert any(str(losses) in n and "dropped 2" in n for n in result.notes)
+    assert any(str(evals) in n and "dropped 1" in n for n in result.notes)
+    # the torn evaluation is not the baseline's final one: the target is still 30
+    assert result.speedup.set_index(["config", "metric"]).at[("sobel-p2", "segm_AP"), "target"] == pytest.approx(30)
+    # a NaN inside a file (not its last row) is kept: an evaluation may lack a metric
+    curves = pd.DataFrame({"config": "a", "seed": 0, "step": [1, 2, 3], "x": [1.0, math.nan, 3.0],
+                           "y": [1.0, 2.0, 3.0]})
+    clean, dropped = clean_curves(curves, ("x", "y"))
+    assert len(clean) == 3 and dropped == {}
+
+
+def test_unreadable_curve_file_does_not_fail_the_report(exp: Path):
+    bad = exp / "baseline" / "seed-2-losses.csv"
+    bad.write_text(bad.read_text() + "1,2,3,4,5,6,7,8\n")  # more fields than the header: unparseable
+    result = report(exp, fmt="markdown", console=_console())
+    assert result.plots == [] and any(str(bad) in n for n in result.notes)
+    assert "| baseline | 3 | 19.0 ± 1.00 |" in result.text

@@ -22,7 +22,7 @@ from cityscapesscripts.helpers.labels import labels as CS_LABELS, name2label
 
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
 from edgercnn.data.download import download_file, extract_zip, requests_open
-from edgercnn.data.manifest import relative_to, write_manifest
+from edgercnn.data.manifest import check_owner, os_errors, relative_to, write_manifest
 from edgercnn.errors import EdgeRCNNError
 from edgercnn.io import atomic_write_text
 
@@ -139,6 +139,14 @@ def convert_cityscapes(root: Path | str, *, out: Path | str | None = None, extra
     if not (root / "gtFine").is_dir() or not (root / "leftImg8bit").is_dir():
         raise EdgeRCNNError(f"{root}: no gtFine/ and leftImg8bit/ folders; point --root at the Cityscapes folder "
                             "holding them, or add --download")
+    check_owner(out, "cityscapes")
+    with os_errors(out):
+        (out / "edgercnn").mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before converting
+        return _convert(root, out, extra_classes, masks, min_area, workers, force, progress)
+
+
+def _convert(root: Path, out: Path, extra_classes: bool, masks: str, min_area: int, workers: int | None,
+             force: bool, progress: bool) -> dict[str, Any]:
     classes = class_names(extra_classes)
     cat_ids = tuple(name2label[c].id for c in classes)
     categories = [{"id": name2label[c].id, "name": c, "supercategory": name2label[c].category} for c in classes]
@@ -154,13 +162,13 @@ def convert_cityscapes(root: Path | str, *, out: Path | str | None = None, extra
         json_path = out / "edgercnn" / f"instances_{split}.json"
         stamp_path = json_path.with_suffix(".stamp.json")
         fingerprint = _fingerprint(root, split, stems, options)
-        stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}
-        if not force and json_path.is_file() and stamp.get("fingerprint") == fingerprint:
-            stats = {**stamp["stats"], "up_to_date": True}
+        if not force and _up_to_date(json_path, stamp_path, fingerprint):
+            stats = {**json.loads(stamp_path.read_text())["stats"], "up_to_date": True}
         else:
             stats = _convert_split(root, split, stems, masks, cat_ids, min_area, workers, progress, json_path,
                                    categories, options, classes)
-            atomic_write_text(stamp_path, json.dumps({"fingerprint": fingerprint, "stats": stats}) + "\n")
+            atomic_write_text(stamp_path, json.dumps({"fingerprint": fingerprint, "stats": stats,
+                                                      "json_size": json_path.stat().st_size}) + "\n")
         summary["splits"][split] = stats
         if stats["images"] != OFFICIAL_COUNTS[split]:
             summary["warnings"].append(f"{split}: {stats['images']} images, the official split has "
@@ -173,6 +181,18 @@ def convert_cityscapes(root: Path | str, *, out: Path | str | None = None, extra
     write_manifest(out, name="cityscapes", classes=classes, category_ids=list(cat_ids), splits=manifest_splits,
                    source={"root": str(root.resolve()), **options})
     return summary
+
+
+def _up_to_date(json_path: Path, stamp_path: Path, fingerprint: str) -> bool:
+    """Whether the split's JSON was made from these inputs and options and is still the file that was written
+    (same size; stamps from before sizes were recorded are trusted)."""
+    try:
+        stamp = json.loads(stamp_path.read_text())
+        size = json_path.stat().st_size
+    except (OSError, ValueError):
+        return False
+    return (isinstance(stamp, dict) and stamp.get("fingerprint") == fingerprint and isinstance(stamp.get("stats"), dict)
+            and stamp.get("json_size", size) == size)
 
 
 def _convert_split(root: Path, split: str, stems: list[str], masks: str, cat_ids: tuple[int, ...], min_area: int,

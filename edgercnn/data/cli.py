@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgercnn.errors import user_errors
+from edgercnn.errors import EdgeRCNNError, user_errors
 
 app = typer.Typer(help="Download/convert a dataset to the edgercnn layout (images + COCO JSON + manifest.json).",
                   no_args_is_help=True)
@@ -21,10 +21,24 @@ console = Console()
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
 
+INTERRUPTED = "interrupted; finished files are kept: re-run the same prepare command to finish"
+
+
 def _run(call: Callable[[], Any], debug: bool = False) -> Any:
-    """Run a library call; an EdgeRCNNError becomes one line on stderr and exit status 1."""
+    """Run a library call; an EdgeRCNNError (or a stray OSError) becomes one line on stderr and exit status 1,
+    Ctrl-C exit status 130 with prepare's own advice (user_errors' --resume is for train)."""
+    from edgercnn.data.manifest import os_error_line
+
     with user_errors(debug):
-        return call()
+        try:
+            return call()
+        except KeyboardInterrupt:
+            Console(stderr=True).print(INTERRUPTED, highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        except OSError as exc:
+            if debug:
+                raise
+            raise EdgeRCNNError(os_error_line(exc, "prepare")) from exc
 
 
 def _warn(lines: list[str]) -> None:
@@ -41,7 +55,8 @@ def shapes(
     size: Annotated[int, typer.Option(help="Image width and height in pixels.")] = 128,
     seed: Annotated[int, typer.Option(help="Random seed; same options give byte-identical files.")] = 0,
     max_objects: Annotated[int, typer.Option(help="Most objects per image (at least 1 each).")] = 4,
-    force: Annotated[bool, typer.Option(help="Replace an existing shapes dataset in --out.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace a shapes dataset made with other options in --out (deletes "
+                                              "only the files prepare shapes wrote).")] = False,
     debug: Debug = False,
 ) -> None:
     """Write the deterministic synthetic shapes dataset (circle, triangle, square, star; occlusion, texture)."""
@@ -51,6 +66,8 @@ def shapes(
                                        force=force), debug)
     if summary["skipped"]:
         console.print(f"{out}: already complete with these options; nothing to do (--force rebuilds it)")
+    elif summary["repaired"]:
+        console.print(f"{out}: {summary['repaired']} files were missing or damaged; wrote the dataset again")
     for split, counts in summary["splits"].items():
         console.print(f"{split}: {counts['images']} images, {counts['instances']} instances")
     console.print(f"dataset ready: {out}")
@@ -83,8 +100,10 @@ def cityscapes(
 ) -> None:
     """Convert Cityscapes gtFine train/val instances to COCO JSON (RLE masks, group regions as iscrowd=1)."""
     from edgercnn.data.cityscapes import convert_cityscapes, download_cityscapes
+    from edgercnn.data.manifest import check_owner
 
     if download:
+        _run(lambda: check_owner(out or root, "cityscapes"), debug)  # before hours of downloading
         _run(lambda: download_cityscapes(root), debug)
     summary = _run(lambda: convert_cityscapes(root, out=out, extra_classes=extra_classes, masks=masks.value,
                                               min_area=min_area, workers=workers, force=force), debug)

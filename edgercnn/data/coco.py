@@ -9,7 +9,7 @@ from typing import Any
 
 from edgercnn.data.coco_json import read_coco_json
 from edgercnn.data.download import download_file, extract_zip
-from edgercnn.data.manifest import relative_to, write_manifest
+from edgercnn.data.manifest import check_owner, os_errors, relative_to, write_manifest
 from edgercnn.errors import EdgeRCNNError
 
 # md5 sums of the official archives (as published with many loaders, e.g. torchvision/gluoncv/mmdet scripts)
@@ -41,6 +41,9 @@ def prepare_coco(root: Path | str, *, out: Path | str | None = None, download: b
     defaults to ``root``). Returns ``{"out", "splits": {split: {"images", "annotations", "files"}}, "warnings"}``."""
     root = Path(root)
     out = Path(out) if out is not None else root
+    check_owner(out, "coco")
+    with os_errors(out):
+        out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before reading the annotations
     if download:
         download_coco(root, archives=archives, progress=progress, keep_archives=keep_archives)
     summary: dict[str, Any] = {"out": str(out), "splits": {}, "warnings": []}
@@ -72,6 +75,8 @@ def prepare_coco(root: Path | str, *, out: Path | str | None = None, download: b
         splits[split] = {"images": relative_to(images, out), "annotations": relative_to(ann, out)}
         del data
     assert categories is not None
-    write_manifest(out, name="coco", classes=[n for _, n in categories], category_ids=[i for i, _ in categories],
-                   splits=splits, source={"root": str(root.resolve()), "archives": {k: v[0] for k, v in archives.items()}})
+    with os_errors(out):
+        write_manifest(out, name="coco", classes=[n for _, n in categories], category_ids=[i for i, _ in categories],
+                       splits=splits, source={"root": str(root.resolve()),
+                                              "archives": {k: v[0] for k, v in archives.items()}})
     return summary

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from edgercnn.data.coco_json import read_coco_json
+from edgercnn.data.coco_json import read_coco_json, rle_sums
 from edgercnn.data.manifest import load_manifest, split_paths
 from edgercnn.data.transforms import build_transforms, canvas_geometry
 from edgercnn.errors import EdgeRCNNError
@@ -47,7 +47,30 @@ def _load_coco(path: Path) -> COCO:
     return coco
 
 
-def _problem(ann: dict[str, Any], img: dict[str, Any], known: set[int]) -> str | None:
+def _bad_rles(anns: list[dict[str, Any]]) -> set[int]:
+    """``id()`` of the annotations whose RLE ``counts`` do not add up to its ``size`` (pycocotools would raise,
+    or leave pixels undefined): malformed strings, negative runs, wrong totals."""
+    bad, texts, pixels, text_anns = set(), [], [], []
+    for ann in anns:
+        seg = ann.get("segmentation")
+        if not isinstance(seg, dict):
+            continue
+        size, counts = seg.get("size"), seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(type(n) is int for n in size)):
+            bad.add(id(ann))
+        elif isinstance(counts, str):
+            texts.append(counts)
+            pixels.append(size[0] * size[1])
+            text_anns.append(ann)
+        elif not (isinstance(counts, list) and all(type(n) is int and n >= 0 for n in counts)
+                  and sum(counts) == size[0] * size[1]):
+            bad.add(id(ann))
+    if texts:
+        bad.update(id(text_anns[i]) for i in np.flatnonzero(rle_sums(texts) != np.array(pixels)))
+    return bad
+
+
+def _problem(ann: dict[str, Any], img: dict[str, Any], known: set[int], bad_rles: set[int]) -> str | None:
     """The reason an annotation cannot be a training target, or None."""
     if ann.get("category_id") not in known:
         return "unknown_category"
@@ -56,7 +79,8 @@ def _problem(ann: dict[str, Any], img: dict[str, Any], known: set[int]) -> str |
         if not seg or any(not isinstance(p, list) or len(p) < 6 for p in seg):
             return "polygon_lt_3_points" if seg else "bad_segmentation"
     elif isinstance(seg, dict):
-        if "counts" not in seg or list(seg.get("size", [])) != [img["height"], img["width"]]:
+        if "counts" not in seg or list(seg.get("size", [])) != [img["height"], img["width"]] \
+                or id(ann) in bad_rles:
             return "bad_segmentation"
     else:
         return "bad_segmentation"
@@ -96,13 +120,14 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.skipped: Counter[str] = Counter()
         self._targets: dict[int, list[dict[str, Any]]] = {}
         known = set(cat_ids)
+        targets = {i: [a for a in self.coco.imgToAnns.get(i, []) if not a.get("iscrowd", 0)]  # crowd: eval only
+                   for i in self.ids}
+        bad_rles = _bad_rles([a for anns in targets.values() for a in anns])
         for img_id in self.ids:
             img = self.coco.imgs[img_id]
             kept = []
-            for ann in self.coco.imgToAnns.get(img_id, []):
-                if ann.get("iscrowd", 0):
-                    continue  # evaluation only
-                reason = _problem(ann, img, known)
+            for ann in targets[img_id]:
+                reason = _problem(ann, img, known, bad_rles)
                 if reason is None:
                     kept.append(ann)
                 elif strict:
@@ -112,6 +137,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                 else:
                     self.skipped[reason] += 1
             self._targets[img_id] = kept
+        self.instance_count = sum(len(kept) for kept in self._targets.values())  # training targets, all images
         self._plain = build_transforms(self.canvas, flip=False)
         self._flipped = build_transforms(self.canvas, flip=True)
 
@@ -125,12 +151,21 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     def _read_image(self, info: dict[str, Any]) -> np.ndarray:
         path = self.images_dir / info["file_name"]
         fix = "restore it or re-run edgercnn prepare for this dataset"
-        if not path.is_file():
-            raise EdgeRCNNError(f"{path}: image file not found (listed in {self.annotation_file}); {fix}")
-        # IGNORE_ORIENTATION: annotations refer to the stored pixels, not the EXIF-rotated view
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise EdgeRCNNError(f"{path}: image file not found (listed in {self.annotation_file}); {fix}") from None
+        except OSError as exc:
+            raise EdgeRCNNError(f"{path}: cannot read the image ({exc.strerror}); {fix}") from None
+        image = None
+        if data and not is_truncated(data):  # cv2 decodes a cut-off file, grey where the data ended
+            # IGNORE_ORIENTATION: annotations refer to the stored pixels, not the EXIF-rotated view
+            try:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            except cv2.error:
+                image = None
         if image is None:
-            raise EdgeRCNNError(f"{path}: cannot decode the image (corrupt or not an image); {fix}")
+            raise EdgeRCNNError(f"{path}: cannot decode the image (corrupt or truncated); {fix}")
         if image.shape[:2] != (info["height"], info["width"]):
             raise EdgeRCNNError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotation_file} "
                                 f"says {info['width']}x{info['height']}; {fix}")
@@ -170,6 +205,17 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         return tensor, target
 
 
+def is_truncated(data: bytes) -> bool:
+    """True for PNG bytes without the IEND chunk, or JPEG bytes whose last EOI marker precedes a start-of-scan
+    (the EOI of an EXIF thumbnail); other formats are left to the decoder. Reads only the file's tail when intact."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data.rfind(b"IEND\xaeB`\x82") < 0
+    if data.startswith(b"\xff\xd8\xff"):
+        eoi = data.rfind(b"\xff\xd9")
+        return eoi < 0 or data.find(b"\xff\xda", eoi) >= 0
+    return False
+
+
 def masks_to_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """xyxy float32 boxes [K, 4] around binary masks [K, H, W] (pixel edges: a 1-pixel mask is 1×1) and the
     boolean [K] of non-empty masks."""
@@ -186,6 +232,18 @@ def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor],
     """DataLoader collate for detection: (list of images, list of targets)."""
     images, targets = zip(*batch) if batch else ((), ())
     return list(images), list(targets)
+
+
+def warn_if_empty(dataset: CocoInstanceDataset, console: Any) -> bool:
+    """Print (on a rich Console) a loud warning when the split has images but no usable instances; True if so."""
+    if len(dataset) == 0 or dataset.instance_count:
+        return False
+    skipped = sum(dataset.skipped.values())
+    why = f"{skipped} annotations were skipped as unusable" if skipped else "it has no non-crowd annotations"
+    console.print(f"[bold red]warning:[/] {dataset.annotation_file}: split {dataset.split!r} has {len(dataset)} "
+                  f"images but no instances to learn from ({why}); fix the annotations or re-run edgercnn prepare",
+                  highlight=False)
+    return True
 
 
 def report_skipped(dataset: CocoInstanceDataset, console: Any) -> None:

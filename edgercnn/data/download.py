@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from edgercnn.data.manifest import os_error_line
 from edgercnn.errors import EdgeRCNNError
 from edgercnn.io import atomic_write_text
 
@@ -151,13 +153,20 @@ def _unsafe(name: str) -> bool:
     return ".." in PurePosixPath(name.replace("\\", "/")).parts
 
 
+def _special(info: zipfile.ZipInfo) -> bool:
+    """True for an entry whose Unix mode (high 16 bits of ``external_attr``) says symlink, device, fifo or socket."""
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    return kind not in (0, stat.S_IFREG, stat.S_IFDIR)
+
+
 def extract_zip(archive: Path | str, target: Path | str, *, progress: bool = True) -> Path:
     """Extract ``archive`` into ``target``, refusing (before writing anything) entries with ``..`` or absolute
-    paths; verifies CRCs while extracting. A marker file makes a re-run with the same archive a no-op."""
+    paths and symlink (or other special) entries; verifies CRCs while extracting. A marker file makes a re-run
+    with the same archive a no-op."""
     archive, target = Path(archive), Path(target)
-    stat = archive.stat()
+    st = archive.stat()
     marker = target / f".{archive.name}.extracted"
-    stamp = f"{stat.st_size} {stat.st_mtime_ns}\n"
+    stamp = f"{st.st_size} {st.st_mtime_ns}\n"
     if marker.is_file() and marker.read_text() == stamp:
         return target
     try:
@@ -167,12 +176,19 @@ def extract_zip(archive: Path | str, target: Path | str, *, progress: bool = Tru
                 if _unsafe(info.filename):
                     raise EdgeRCNNError(f"{archive}: entry {info.filename!r} would be written outside {target}; "
                                         "refusing to extract, get the archive from the official source")
+                if _special(info):
+                    raise EdgeRCNNError(f"{archive}: entry {info.filename!r} is a symlink or special file; refusing "
+                                        "to extract, get the archive from the official source")
             target.mkdir(parents=True, exist_ok=True)
             with Progress("[bold]{task.description}", BarColumn(), "{task.completed}/{task.total}",
                           disable=not progress, transient=True) as bar:
                 task = bar.add_task(f"extract {archive.name}", total=len(infos))
                 for info in infos:
-                    zf.extract(info, target)
+                    try:
+                        zf.extract(info, target)
+                    except OSError as exc:  # disk full, unwritable target, a file where a folder should be
+                        raise EdgeRCNNError(f"{archive}: cannot extract entry {info.filename!r} "
+                                            f"({os_error_line(exc, target, '--root')})") from exc
                     bar.advance(task)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise EdgeRCNNError(f"{archive}: damaged zip archive ({exc}); delete it and download it again") from None

@@ -11,12 +11,14 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edgercnn import __version__
 from edgercnn.errors import EdgeRCNNError
@@ -68,6 +70,52 @@ def write_manifest(
     path = Path(root) / MANIFEST
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def manifest_name(root: Path | str) -> str | None:
+    """The ``name`` in ``root/manifest.json``: None without one, "" when it is unreadable or has no name."""
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    name = manifest.get("name") if isinstance(manifest, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def check_owner(root: Path | str, name: str) -> None:
+    """Refuse (one line, nothing changed) to write a ``name`` manifest over another dataset's in ``root``."""
+    owner = manifest_name(root)
+    if owner is not None and owner != name:
+        what = f"a {owner!r} dataset" if owner else "an unreadable manifest"
+        raise EdgeRCNNError(f"{Path(root) / MANIFEST}: {what} is there, not {name}; nothing was changed, choose "
+                            "another --out")
+
+
+def os_error_line(exc: OSError, path: Path | str, option: str = "--out") -> str:
+    """One line for an OSError while preparing a dataset in ``path`` (given by ``option``): which file, why, what
+    to do."""
+    where = exc.filename if exc.filename is not None else path
+    if exc.errno == errno.ENOSPC:
+        fix = "free some disk space, then re-run the same command (files written so far are kept)"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        fix = f"a part of that path is a file, not a folder; choose another {option}"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"choose a writable {option} (or fix the folder's permissions)"
+    else:
+        fix = "check the path, the disk (and the network when downloading), then re-run the same command"
+    return f"{where}: {exc.strerror or exc}; {fix}"
+
+
+@contextlib.contextmanager
+def os_errors(path: Path | str, option: str = "--out") -> Iterator[None]:
+    """Turn an OSError (unwritable folder, a file in the way, disk full) into a one-line EdgeRCNNError."""
+    try:
+        yield
+    except OSError as exc:
+        raise EdgeRCNNError(os_error_line(exc, path, option)) from exc
 
 
 def load_manifest(root: Path | str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ files (PNG, compact COCO JSON with RLE masks, and a manifest without a creation 
 from __future__ import annotations
 
 import json
-import shutil
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,18 @@ import numpy as np
 from PIL import Image
 
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
-from edgercnn.data.manifest import MANIFEST, write_manifest
+from edgercnn.data.manifest import MANIFEST, manifest_name, os_errors, write_manifest
 from edgercnn.errors import EdgeRCNNError
-from edgercnn.io import atomic_write
+from edgercnn.io import atomic_write, atomic_write_text
 
 CLASSES = ["circle", "triangle", "square", "star"]
+SPLITS = ("train", "val")
+PARTIAL = ".shapes-unfinished.json"  # present while a run is writing: marks the folder as this preparer's
 _SPLIT_KEY = {"train": 1, "val": 2}
+_SOURCE = "synthetic (edgercnn.data.shapes)"
+_DESCRIPTION = "edgercnn synthetic shapes"
+_OWN_IMAGE = re.compile(r"[0-9]{6}\.png")
+_PNG_END = b"\0\0\0\0IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
 _SHIFT = 4  # cv2.fillPoly sub-pixel bits
 
 
@@ -111,60 +117,166 @@ def make_shapes(
     max_objects: int = 4,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Write the shapes dataset to ``out``; returns a summary ``{"out", "skipped", "splits": {split: counts}}``.
+    """Write the shapes dataset to ``out``; returns ``{"out", "skipped", "repaired", "splits": {split: counts}}``.
 
-    An existing complete dataset made with the same options is left alone (``skipped=True``); one made with other
-    options is an error unless ``force`` (which replaces this dataset's own files only).
+    An intact dataset made with the same options is left alone (``skipped``); missing or damaged files, or an
+    unfinished earlier run, are written again (``repaired`` counts the damaged files). A shapes dataset with other
+    options is an error unless ``force``, which deletes only the files this preparer made. A folder holding
+    anything else (another dataset's manifest, ``images/`` without a shapes manifest) is always refused.
     """
     out = Path(out)
     if min(train, val) < 0 or size < 32 or max_objects < 1:
         raise EdgeRCNNError("prepare shapes: need --train/--val >= 0, --size >= 32 and --max-objects >= 1")
     options = _options(train, val, size, seed, max_objects)
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file() and not force:
-        try:
-            old = json.loads(manifest_path.read_text()).get("options")
-        except json.JSONDecodeError:
-            old = None
-        if old == options:
-            return {"out": str(out), "skipped": True, "splits": _counts(out)}
-        raise EdgeRCNNError(f"{manifest_path}: a dataset with other options exists; use --force to replace it "
-                            "or choose another --out")
-    if force:
-        manifest_path.unlink(missing_ok=True)  # incomplete until the manifest is back
-        for sub in ("images", "annotations"):
-            shutil.rmtree(out / sub, ignore_errors=True)
+    with os_errors(out):
+        previous = _previous(out)
+        repaired = 0
+        if previous is not None:
+            complete, old = previous
+            if old != options and not force:
+                where = out / (MANIFEST if complete else PARTIAL)
+                raise EdgeRCNNError(f"{where}: a shapes dataset with other options exists ({old}); use --force to "
+                                    "replace it or choose another --out")
+            if complete and old == options and not force:
+                repaired = len(_damaged(out, options))
+                if not repaired:
+                    return {"out": str(out), "skipped": True, "repaired": 0, "splits": _counts(out)}
+        atomic_write_text(out / PARTIAL, json.dumps({"options": options}) + "\n")  # claims the folder first
+        if previous is not None and (force or previous[1] != options):
+            _remove_own_files(out, previous[1])
+        if _own_manifest(out) is not None:
+            (out / MANIFEST).unlink()  # the dataset is incomplete until it is back
+        _write(out, options)
+        (out / PARTIAL).unlink()
+    return {"out": str(out), "skipped": False, "repaired": repaired, "splits": _counts(out)}
 
+
+def _write(out: Path, options: dict[str, int]) -> None:
     categories = [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(CLASSES)]
+    seed, size, max_objects = options["seed"], options["size"], options["max_objects"]
     splits = {}
-    for split, count in (("train", train), ("val", val)):
+    for split in SPLITS:
         images, annotations = [], []
         img_dir = out / "images" / split
         img_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(count):
+        for i in range(options[split]):
             rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_KEY[split], i]))
             image, instances = _render_image(size, rng, max_objects)
-            name = f"{i + 1:06d}.png"
+            name = _image_name(i)
             atomic_write(img_dir / name, lambda f, im=image: Image.fromarray(im).save(f, format="PNG"), mode="wb")
             images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
             for cls, mask in instances:
                 ann = mask_annotation(mask, CLASSES.index(cls) + 1)
                 annotations.append({"id": len(annotations) + 1, "image_id": i + 1, **ann})
-        info = {"description": "edgercnn synthetic shapes", "split": split, "options": options}
+        info = {"description": _DESCRIPTION, "split": split, "options": options}
         write_coco_json(out / "annotations" / f"instances_{split}.json", images, annotations, categories, info)
         splits[split] = {"images": f"images/{split}", "annotations": f"annotations/instances_{split}.json"}
 
     command = "edgercnn prepare shapes " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
     write_manifest(out, name="shapes", classes=CLASSES, category_ids=[c["id"] for c in categories], splits=splits,
-                   source="synthetic (edgercnn.data.shapes)", command=command, created=False,
-                   extra={"options": options})
-    return {"out": str(out), "skipped": False, "splits": _counts(out)}
+                   source=_SOURCE, command=command, created=False, extra={"options": options})
+
+
+def _image_name(i: int) -> str:
+    return f"{i + 1:06d}.png"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _own_manifest(out: Path) -> dict[str, Any] | None:
+    """``out``'s manifest when this preparer wrote it, else None."""
+    manifest = _read_json(out / MANIFEST)
+    if (isinstance(manifest, dict) and manifest.get("name") == "shapes" and manifest.get("source") == _SOURCE
+            and isinstance(manifest.get("options"), dict)):
+        return manifest
+    return None
+
+
+def _previous(out: Path) -> tuple[bool, Any] | None:
+    """(complete, options) of the shapes dataset already in ``out``; None for a new folder (or one without
+    dataset files). Anything else in the way is a one-line error (never replaced, not even with --force)."""
+    if out.exists() and not out.is_dir():
+        raise EdgeRCNNError(f"{out}: is a file, not a folder; choose another --out")
+    refuse = "nothing was changed; choose another --out for the shapes dataset"
+    if (out / PARTIAL).exists():  # an unfinished run of this preparer
+        marker = _read_json(out / PARTIAL)
+        return False, marker.get("options") if isinstance(marker, dict) else None
+    if (out / MANIFEST).exists():
+        manifest = _own_manifest(out)
+        if manifest is None:
+            name = manifest_name(out)
+            what = f"a {name!r} dataset" if name else "an unreadable manifest"
+            raise EdgeRCNNError(f"{out / MANIFEST}: {what}, not one made by prepare shapes; {refuse}")
+        return True, manifest["options"]
+    for sub in ("images", "annotations"):
+        if (out / sub).exists():
+            raise EdgeRCNNError(f"{out / sub}: exists but {out} has no shapes {MANIFEST}; {refuse}")
+    return None
+
+
+def _remove_own_files(out: Path, options: Any) -> None:
+    """Delete what an earlier run with ``options`` wrote: its manifest, its annotation JSONs and the images they
+    list (or its options imply); other files, and folders that are not empty then, stay."""
+    for split in SPLITS:
+        names = set()
+        if isinstance(options, dict) and isinstance(options.get(split), int):
+            names |= {_image_name(i) for i in range(options[split])}
+        ann = out / "annotations" / f"instances_{split}.json"
+        data = _read_json(ann)
+        if isinstance(data, dict) and isinstance(data.get("info"), dict) \
+                and data["info"].get("description") == _DESCRIPTION:
+            names |= {e.get("file_name") for e in data.get("images", []) if isinstance(e, dict)}
+            ann.unlink()
+        for name in names:
+            if isinstance(name, str) and _OWN_IMAGE.fullmatch(name):
+                (out / "images" / split / name).unlink(missing_ok=True)
+    if _own_manifest(out) is not None:
+        (out / MANIFEST).unlink()
+    for folder in (out / "images" / "train", out / "images" / "val", out / "images", out / "annotations"):
+        try:
+            folder.rmdir()
+        except OSError:  # missing, or holds files this preparer did not make
+            pass
+
+
+def _damaged(out: Path, options: dict[str, int]) -> list[str]:
+    """Files of a finished dataset that are missing or damaged: unreadable annotation JSONs, listed images that
+    are missing, empty or cut short (no PNG end chunk). Cheap: a stat and a 12-byte read per image."""
+    bad = []
+    for split in SPLITS:
+        ann = out / "annotations" / f"instances_{split}.json"
+        data = _read_json(ann)
+        try:
+            names = [e["file_name"] for e in data["images"]]
+        except (TypeError, KeyError):
+            bad.append(str(ann))
+            continue
+        if len(names) != options[split]:
+            bad.append(str(ann))
+        bad += [str(out / "images" / split / n) for n in names if not _png_complete(out / "images" / split / n)]
+    return bad
+
+
+def _png_complete(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            if handle.seek(0, 2) < 8 + 25 + 12:  # signature, IHDR, IEND
+                return False
+            handle.seek(-12, 2)
+            return handle.read(12) == _PNG_END
+    except OSError:
+        return False
 
 
 def _counts(out: Path) -> dict[str, dict[str, int]]:
     """Images and instances per split, read back from the written JSON."""
     counts = {}
-    for split in ("train", "val"):
+    for split in SPLITS:
         path = out / "annotations" / f"instances_{split}.json"
         if path.is_file():
             data = json.loads(path.read_text())
