@@ -32,9 +32,29 @@ BACKBONES = MappingProxyType({
 
 #: ``frozen_bn``: FrozenBatchNorm2d in the ResNet (torchvision's and matterport's choice with ImageNet weights; from
 #: random weights it is the identity, i.e. no normalisation). ``gn``: GroupNorm in the ResNet and the FPN, which
-#: trains from scratch and has no running statistics (Wu & He 2018; what the CPU preset uses).
-NORMS = ("frozen_bn", "gn")
+#: trains from scratch and has no running statistics (Wu & He 2018; what the CPU preset uses). ``frozen_stats_bn``:
+#: batch norm with frozen statistics but a trainable scale and shift (model.FrozenStatsBatchNorm2d), trained with
+#: their ResNet stage: matterport's BatchNorm under TRAIN_BN = False, which the authors' code ran.
+NORMS = ("frozen_bn", "gn", "frozen_stats_bn")
 #: Groups of the GroupNorm layers (``gn``); every preset width is a multiple of it.
 GN_GROUPS = 16
 #: Mask head output sizes: 28 (torchvision's) or 56 (one more 2x upsampling; sections 5.4, 5.7).
 MASK_SIZES = (28, 56)
+#: The 56×56 mask predictor (``model.MASK_PREDICTORS_56``): ``deconv`` = torchvision's predictor with one more
+#: deconv; ``authors`` = the authors' build_fpn_mask_graph (mrcnn/model.py): per extra 2× step deconv(256) + ReLU
+#: → 1×1 conv to num_classes + sigmoid → ReLU, then the usual deconv + ReLU → 1×1 logits.
+MASK_HEADS_56 = ("deconv", "authors")
+#: Inference post-processing (``model.EdgeRoIHeads``): ``torchvision`` = a score per class above the threshold,
+#: NMS per class; ``matterport`` = the argmax class of each RoI only, background-argmax RoIs dropped
+#: (mrcnn/model.py refine_detections_graph).
+POSTPROCESS = ("torchvision", "matterport")
+#: RoI sampling for the box/mask heads: ``torchvision`` = up to roi_per_image × fraction positives, negatives fill
+#: the rest; ``matterport`` = the same positives, negatives only int(pos / fraction) − pos (mrcnn/model.py
+#: detection_targets_graph).
+ROI_SAMPLING = ("torchvision", "matterport")
+#: Mask targets of the mask loss: ``soft`` = torchvision's RoIAligned ground truth; ``binary`` = rounded to 0/1
+#: (matterport's tf.round in detection_targets_graph).
+MASK_TARGETS = ("soft", "binary")
+#: RoIs overlapping a crowd region (IoU >= 0.001): ``keep`` them as negatives (torchvision) or ``exclude`` them from
+#: the negatives (matterport's detection_targets_graph, "Handle COCO crowds").
+CROWD_NEGATIVES = ("keep", "exclude")

@@ -115,6 +115,9 @@ def train(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare` (holds "
                                                       "manifest.json). Default: data/shapes.")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="A packaged preset (edgercnn recipes lists them): "
+                      "authors-coco / authors-cityscapes (the authors' matterport code), torchvision (the defaults); "
+                      "the --config file and these options override it key by key.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with config keys (snake_case); options given "
                                                         "here override it; an unknown key is an error.")] = None,
     filter: Annotated[Optional[list[str]], typer.Option(
@@ -134,11 +137,13 @@ def train(
                                                           "2x upsampling; sections 5.4, 5.7). Default 28.")] = None,
     backbone: Annotated[Optional[Backbone], typer.Option(help="resnet50, resnet101 (the authors') or small "
                         "(resnet18-FPN with narrow heads, for CPU runs). Default resnet50.")] = None,
-    backbone_weights: Annotated[Optional[str], typer.Option(help="`imagenet` (torch hub cache), a ResNet "
-                                "state_dict file, or unset for random initialisation.")] = None,
+    backbone_weights: Annotated[Optional[str], typer.Option(help="`imagenet` (torch hub cache), "
+                                "`imagenet-resnet50` (the ResNet-50 file by layer name, as the authors loaded "
+                                "theirs), a ResNet state_dict file, or unset for random initialisation.")] = None,
     norm: Annotated[Optional[Norm], typer.Option(help="Normalisation in the ResNet (and FPN): frozen_bn (frozen "
-                    "batch norm, the paper's, meant for ImageNet weights) or gn (GroupNorm in ResNet + FPN, trains "
-                    "from random weights). Default frozen_bn.")] = None,
+                    "batch norm, meant for ImageNet weights), frozen_stats_bn (frozen statistics, trainable scale/"
+                    "shift: the authors' code) or gn (GroupNorm in ResNet + FPN, trains from random weights). "
+                    "Default frozen_bn.")] = None,
     optimizer: Annotated[Optional[Optimizer], typer.Option(help="sgd (momentum 0.9, the paper's) or adamw "
                          "(beta1 = momentum). Default sgd.")] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(help="Linear learning-rate warm-up from 0.001x over the "
@@ -181,8 +186,8 @@ def train(
 
     with user_errors(debug):
         overrides = {
-            "data": str(data) if data else None, "filters": _parse_filters(filter), "p": p, "alpha": alpha,
-            "smooth": smooth.value if smooth else None,
+            "recipe": recipe, "data": str(data) if data else None, "filters": _parse_filters(filter), "p": p,
+            "alpha": alpha, "smooth": smooth.value if smooth else None,
             "magnitude": magnitude, "formulation": formulation.value if formulation else None,
             "mask_size": mask_size, "backbone": backbone.value if backbone else None,
             "backbone_weights": backbone_weights, "norm": norm.value if norm else None,
@@ -198,6 +203,22 @@ def train(
         if metrics is not None:
             typer.echo(f"segm AP {metrics['segm_AP']:.2f}  bbox AP {metrics['bbox_AP']:.2f}  "
                        f"val mask loss {metrics['val_loss_mask']:.4f}  → {csv_path}")
+
+
+@app.command()
+def recipes(
+    name: Annotated[Optional[str], typer.Argument(help="A recipe to show key by key with the source of each value; "
+                                                       "leave out to list them.")] = None,
+    debug: Debug = False,
+) -> None:
+    """List the packaged recipes (presets of config keys for `train --recipe`), or show one."""
+    from edgercnn.recipes import print_recipe, print_recipes
+
+    with user_errors(debug):
+        if name is None:
+            print_recipes(_console())
+        else:
+            print_recipe(name, _console())
 
 
 @app.command("eval")
@@ -296,3 +317,135 @@ def reproduce(
         run_reproduce(data=data, seeds=seeds, steps=steps, quick=quick, experiment=experiment, out_dir=out_dir,
                       results_dir=results_dir, reference=reference, jobs=jobs, workers=workers, device=device,
                       console=_console(), command=command_line(ctx))
+
+
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="An experiment (edgercnn sweep --list), e.g. table1_filters, "
+                                                       "or an experiment YAML file.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the packaged experiments and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan (done/reuse/evaluate/resume/new and the equivalent "
+                                               "edgercnn train command per run) and exit.")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder. Default data/<the experiment's dataset>.")]
+    = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, comma-separated (e.g. 0 for the paper's single "
+                                                      "runs). Default: the experiment's (0,1,2).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N for every run (--gpus assigns one GPU "
+                                             "per run instead).")] = "auto",
+    gpus: Annotated[Optional[str], typer.Option(help="Local GPUs, comma-separated: one run per GPU at a time "
+                                                     "(each run sees only its GPU: CUDA_VISIBLE_DEVICES).")] = None,
+    jobs: Annotated[int, typer.Option(help="Without --gpus: runs at a time on this machine, each in its own "
+                                           "process (1: one after the other in this process).")] = 1,
+    executor: Annotated[str, typer.Option(help="local (this machine), slurm (submitit: one job per run, requeued "
+                                               "on preemption) or submitit-local (the Slurm path on this "
+                                               "machine).")] = "local",
+    partition: Annotated[Optional[str], typer.Option(help="Slurm partition (with --executor slurm).")] = None,
+    time: Annotated[int, typer.Option("--time", help="Slurm time limit per job in minutes; a run that hits it "
+                                                     "is requeued and resumes.")] = 4320,
+    gpus_per_run: Annotated[int, typer.Option(help="Slurm: GPUs per run (more than 1: DDP, one process per "
+                                                   "GPU).")] = 1,
+    cpus_per_run: Annotated[int, typer.Option(help="Slurm: CPUs per process (data-loader workers).")] = 8,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Config override KEY=VALUE for every run "
+                                                                    "(repeatable), e.g. --set steps=1000.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Run folders root.")] = Path("runs"),
+    results_dir: Annotated[Path, typer.Option(help="Per-seed result CSVs root.")] = Path("results"),
+    debug: Debug = False,
+) -> None:
+    """Run a paper experiment (a grid of configs x seeds from edgercnn/experiments/): skips finished seeds, reuses
+    identical configs of other experiments, resumes unfinished runs, and ends with the report against the paper."""
+    from edgercnn.runner import Executor
+    from edgercnn.sweep import list_experiments, parse_sets, sweep as run_sweep
+
+    with user_errors(debug):
+        if list_:
+            list_experiments(_console())
+            return
+        if name is None:
+            raise EdgeRCNNError("sweep: pass an experiment name (see edgercnn sweep --list) or a YAML file")
+        try:
+            seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else None
+            gpu_list = tuple(int(g) for g in gpus.split(",")) if gpus else ()
+        except ValueError:
+            raise EdgeRCNNError("--seeds/--gpus: expected comma-separated integers, e.g. 0,1,2") from None
+        ex = Executor(kind=executor, jobs=jobs, gpus=gpu_list, partition=partition, time_min=time,
+                      gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+        run_sweep(name, executor=ex, dry_run=dry_run, data=data, seeds=seed_list, device=device, out_dir=out_dir,
+                  results_dir=results_dir, overrides=parse_sets(set_), console=_console(),
+                  command=command_line(ctx))
+
+
+def _parse_ids(value: Optional[str]) -> Optional[list[int]]:
+    if not value:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise EdgeRCNNError(f"--image-ids {value!r}: expected comma-separated image ids, e.g. 3,7") from None
+
+
+@app.command()
+def visualize(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders to compare, one column "
+                                                   "each (e.g. a baseline and an edge-loss run of the same dataset).")],
+    images: Annotated[int, typer.Option(help="Rows: N images with at least one instance, spread evenly over the "
+                                             "split by id (with --crop: N ground-truth instances).")] = 4,
+    image_ids: Annotated[Optional[str], typer.Option(help="Comma-separated image ids instead of --images, e.g. 3,7 "
+                                                          "(with --crop: all their instances).")] = None,
+    split: Annotated[str, typer.Option(help="Split of the dataset to show.")] = "val",
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder; default: the first run's (every run is "
+                                                      "checked against it).")] = None,
+    crop: Annotated[bool, typer.Option(help="One row per ground-truth instance, cropped and enlarged, with each "
+                                            "run's best-IoU prediction: the differences live at the boundary.")]
+    = False,
+    score_threshold: Annotated[float, typer.Option(help="Show predictions with at least this score (the run's "
+                                                        "eval_score_threshold, 0.05 by default, applies first).")]
+    = 0.5,
+    out: Annotated[Path, typer.Option(help="Figure file: .png or .pdf.")] = Path("visualize.png"),
+    device: Annotated[str, typer.Option(help="cpu (enough for a handful of images) or cuda.")] = "cpu",
+    debug: Debug = False,
+) -> None:
+    """Predicted masks of runs side by side on the same images, ground truth outlined (the paper's Figure 5)."""
+    from edgercnn.visualize import visualize_runs
+
+    with user_errors(debug):
+        path = visualize_runs(run_dirs, out, images=images, image_ids=_parse_ids(image_ids), split=split, data=data,
+                              crop=crop, score_threshold=score_threshold, device=device)
+        typer.echo(f"→ {path}")
+
+
+@app.command("visualize-edges")
+def visualize_edges(
+    image_id: Annotated[int, typer.Option(help="Image id (as in the dataset's COCO JSON).")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare`; default: the "
+                                                      "--run's.")] = None,
+    instance: Annotated[int, typer.Option(help="Ground-truth instance of the image (0, 1, ... in annotation "
+                                               "order).")] = 0,
+    filter: Annotated[Optional[list[str]], typer.Option(
+        "--filter", help=f"Edge filter(s): {', '.join(KERNELS)}; repeat or join with +. Default: the run's, "
+                         "else sobel.")] = None,
+    mask_size: Annotated[Optional[int], typer.Option(help="RoI mask size 28 or 56. Default: the run's, else 28.")]
+    = None,
+    run: Annotated[Optional[Path], typer.Option(help="A run folder: adds its predicted probabilities for the RoI, "
+                                                     "their responses and the per-pixel |ΔE|^p.")] = None,
+    p: Annotated[Optional[float], typer.Option(help="Exponent of |ΔE|^p. Default: the run's, else 2.")] = None,
+    smooth: Annotated[Optional[Smooth], typer.Option(help="Gaussian-smooth gt/pred/both before the filters (the "
+                                                          "paper's Figure 7). Default: the run's.")] = None,
+    magnitude: Annotated[Optional[bool], typer.Option("--magnitude/--no-magnitude", help="Count the gradient "
+                         "magnitude in |ΔE|^p. Default: the run's.")] = None,
+    split: Annotated[str, typer.Option(help="Split of the dataset.")] = "val",
+    canvas: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT canvas. Default: the run's, else "
+                                                       "1024x800.")] = None,
+    out: Annotated[Path, typer.Option(help="Figure file: .png or .pdf.")] = Path("edges.png"),
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    debug: Debug = False,
+) -> None:
+    """One ground-truth instance as the edge loss sees it (the paper's Figures 3 and 7): RoI-aligned target, filter
+    responses and, with --run, the predicted mask, its responses and the per-pixel |ΔE|^p."""
+    from edgercnn.visualize import visualize_edges as run_visualize_edges
+
+    with user_errors(debug):
+        path, _ = run_visualize_edges(data, image_id, out, instance=instance, filters=_parse_filters(filter),
+                                      mask_size=mask_size, run_dir=run, p=p, smooth=smooth.value if smooth else None,
+                                      magnitude=magnitude, split=split, canvas=_parse_canvas(canvas), device=device)
+        typer.echo(f"→ {path}")

@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
+from edgercnn.cityscapesmetrics import CITYSCAPES_METRICS, cityscapes_metrics, gt_folder
 from edgercnn.cocometrics import METRICS as COCO_METRICS, coco_metrics
 from edgercnn.config import Config
 from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
 from edgercnn.data.transforms import to_original
+from edgercnn.errors import worker_errors
 from edgercnn.io import atomic_write_json
 
 NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm,
@@ -29,6 +31,12 @@ NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.n
 #: What an evaluation measures: COCO segm/bbox/boundary AP (``edgercnn.cocometrics``) and the paper's mask-quality
 #: measure, the mean mask loss on val data.
 METRICS = (*COCO_METRICS, "val_loss_mask")
+
+
+def metric_names(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The result-CSV metric columns of an evaluation: ``METRICS``, plus the official Cityscapes ones
+    (``cityscapesmetrics.CITYSCAPES_METRICS``) when it was on a Cityscapes dataset."""
+    return METRICS + tuple(m for m in CITYSCAPES_METRICS if m in metrics)
 
 
 def coco_results(image_id: int, pred: dict[str, Any], label_to_cat_id: dict[int, int]) -> list[dict[str, Any]]:
@@ -59,11 +67,13 @@ def loss_mode(model: torch.nn.Module) -> None:
 def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
                    max_images: int | None = None, console: Console | None = None,
                    show_progress: bool = True) -> tuple[dict[str, float], list]:
-    """Metrics dict (COCO + ``val_loss_mask``) and the COCO results list of ``model`` on the val split."""
+    """Metrics dict (COCO + ``val_loss_mask``, + ``CITYSCAPES_METRICS`` on Cityscapes) and the COCO results list
+    of ``model`` on the val split."""
     console = console or Console(stderr=True)
     dataset = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False,
                                   max_images=max_images if max_images is not None else cfg.eval_max_images,
-                                  strict=cfg.strict)
+                                  strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim,
+                                  annotated_only=cfg.eval_images == "annotated")
     report_skipped(dataset, console)
     warn_if_empty(dataset, console)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
@@ -72,7 +82,8 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
     was_training = model.training
     rng = torch.get_rng_state()
     torch.manual_seed(cfg.seed)  # RoI sampling of the loss pass: same every evaluation
-    with Progress(console=console, transient=True, disable=not (show_progress and console.is_terminal)) as progress:
+    with worker_errors(), Progress(console=console, transient=True,  # worker_errors: one line from a worker too
+                                   disable=not (show_progress and console.is_terminal)) as progress:
         task = progress.add_task("evaluating", total=len(dataset))
         for images, targets in loader:
             images = [im.to(device) for im in images]
@@ -89,6 +100,9 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
     torch.set_rng_state(rng)
     model.train(was_training)
     metrics = coco_metrics(dataset.coco.dataset, results, dataset.ids)
+    gt_dir = gt_folder(dataset.manifest, "val")
+    if gt_dir is not None:  # a Cityscapes dataset: the official metric too
+        metrics.update(cityscapes_metrics(dataset.coco.dataset, results, dataset.ids, gt_dir))
     metrics["val_loss_mask"] = float(np.mean(mask_losses)) if mask_losses else math.nan
     metrics["val_images"] = len(dataset)
     return metrics, results

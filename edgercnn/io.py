@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -35,6 +36,34 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(folder: Path, names) -> list[Path]:
+    """Delete the temp files ``atomic_write`` leaves behind when killed mid-write (``.<name>.*.tmp``) for the
+    given file ``names`` in ``folder`` (only there, only that pattern); returns what was removed."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def check_writable(path: Path) -> None:
+    """Raise the OSError a write under ``path`` would raise (a file in the way, a read-only folder or disk),
+    without creating anything: probes the nearest existing folder with a temp file, deleted at once."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "a part of the path is a file, not a folder", str(probe))
+    if not os.access(probe, os.W_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", str(probe))
+    fd, tmp = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=probe)
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

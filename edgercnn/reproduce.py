@@ -7,27 +7,21 @@ runs, and ends with the report and a comparison against the committed reference 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 from edgercnn.config import Config
 from edgercnn.data.manifest import MANIFEST
 from edgercnn.data.shapes import make_shapes
-from edgercnn.errors import EdgeRCNNError
 from edgercnn.report import report
 from edgercnn.results import SeedResult, load_runs
-from edgercnn.rundir import RunDir
+from edgercnn.runner import Executor, run_all
 from edgercnn.stats import welch
 
 #: The two configurations compared: the plain Mask R-CNN and the paper's best (Sobel, L2, alpha 1).
@@ -57,111 +51,6 @@ def reproduce_configs(data: Path, seeds: int, steps: int, experiment: str, out_d
                checkpoint_every=max(1, steps // 10), **PRESET, **edge)
         for name, edge in CONFIGS.items() for seed in range(seeds)
     ]
-
-
-def _run_one(cfg: Config, threads: int, command: str) -> str:
-    """One run in a worker process: train (resuming) and evaluate, or only evaluate when trained; logs to the
-    run folder's ``train.log``. Returns the per-seed CSV path."""
-    import torch
-
-    from edgercnn.pipeline import evaluate_run, train_and_evaluate
-
-    torch.set_num_threads(threads)
-    run = RunDir.of(cfg)
-    run.path.mkdir(parents=True, exist_ok=True)
-    with run.log.open("a") as log:
-        console = Console(file=log, width=160, force_terminal=False)
-        if run.final_weights.is_file():  # trained, evaluation missing
-            _, csv_path = evaluate_run(run, console=console)
-        else:
-            _, _, csv_path = train_and_evaluate(cfg, resume=run.checkpoint.is_file(), console=console,
-                                                command=command)
-    return str(csv_path)
-
-
-def _steps_done(cfg: Config) -> int:
-    path = RunDir.of(cfg).losses
-    if not path.is_file():
-        return 0
-    with path.open("rb") as handle:
-        return max(0, sum(1 for _ in handle) - 1)
-
-
-def _status_table(todo: list[Config], state: dict[int, str], started: float, done_before: int) -> Table:
-    """Runs × (state, step, ETA); the ETA assumes the step rate seen so far."""
-    steps = [_steps_done(c) for c in todo]
-    total = sum(c.total_steps() for c in todo)
-    rate = (sum(steps) - done_before) / max(1e-9, time.perf_counter() - started)
-    eta = (total - sum(steps)) / rate if rate > 0 else float("nan")
-    table = Table(title=f"reproduce: {sum(steps)}/{total} steps, "
-                        f"ETA {'?' if np.isnan(eta) else f'{eta / 60:.1f} min'} (evaluations included in the rate)",
-                  title_justify="left")
-    for col in ("config", "seed", "state", "step"):
-        table.add_column(col, justify="left" if col in ("config", "state") else "right")
-    for i, cfg in enumerate(todo):
-        table.add_row(cfg.config_name(), str(cfg.seed), state[i], f"{steps[i]}/{cfg.total_steps()}")
-    return table
-
-
-def run_all(todo: list[Config], jobs: int, console: Console, command: str) -> None:
-    """Train and evaluate ``todo``, ``jobs`` at a time in worker processes (in this process when 1), with a live
-    status table (plain progress lines when the console is not a terminal)."""
-    if not todo:
-        return
-    if jobs <= 1:
-        for cfg in todo:
-            console.print(f"{cfg.config_name()} seed {cfg.seed}: training", highlight=False)
-            _run_inline(cfg, console, command)
-        return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    state = {i: "queued" for i in range(len(todo))}
-    started, done_before = time.perf_counter(), sum(_steps_done(c) for c in todo)
-    last_line = started
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool, \
-            Live(console=console, refresh_per_second=1, transient=False) if console.is_terminal else \
-            _NoLive() as live:
-        futures: dict[Future, int] = {pool.submit(_run_one, cfg, threads, command): i for i, cfg in enumerate(todo)}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                i = futures[fut]
-                cfg = todo[i]
-                try:
-                    fut.result()
-                except EdgeRCNNError as err:
-                    raise EdgeRCNNError(f"{cfg.config_name()} seed {cfg.seed}: {err} (log: "
-                                        f"{RunDir.of(cfg).log})") from None
-                state[i] = "done"
-                if not console.is_terminal:
-                    console.print(f"{cfg.config_name()} seed {cfg.seed}: done", highlight=False)
-            for i, cfg in enumerate(todo):
-                if state[i] == "queued" and _steps_done(cfg) > 0:
-                    state[i] = "running"
-            table = _status_table(todo, state, started, done_before)
-            if console.is_terminal:
-                live.update(table)
-            elif time.perf_counter() - last_line > 60:
-                last_line = time.perf_counter()
-                console.print(table.title, highlight=False)
-
-
-class _NoLive:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _run_inline(cfg: Config, console: Console, command: str) -> None:
-    from edgercnn.pipeline import evaluate_run, train_and_evaluate
-
-    run = RunDir.of(cfg)
-    if run.final_weights.is_file():
-        evaluate_run(run, console=console)
-    else:
-        train_and_evaluate(cfg, resume=run.checkpoint.is_file(), console=console, command=command)
 
 
 def compare_to_reference(ours: Path, reference: Path, metrics: tuple[str, ...] = COMPARE_METRICS) -> pd.DataFrame:
@@ -223,7 +112,7 @@ def reproduce(*, data: Path = Path("data/shapes"), seeds: int = 3, steps: int | 
     if todo:
         console.print(f"training {len(todo)} runs of {steps} steps, {jobs} at a time; logs in each run folder "
                       f"under {out_dir}/{experiment}", highlight=False)
-    run_all(todo, jobs, console, command)
+    run_all(todo, console, command, Executor(jobs=jobs), title="reproduce")
     ours = Path(results_dir) / experiment
     report(ours, console=console)  # prints the tables and the plot paths
     if reference is not None and not quick and Path(reference).is_dir() \

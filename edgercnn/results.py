@@ -61,6 +61,14 @@ class SeedResult:
         """The seed is done: its metrics CSV (written last) is there."""
         return self.csv.is_file()
 
+    def copy_from(self, other: "SeedResult") -> None:
+        """Take a finished seed of an identical configuration from another experiment: the side files first,
+        the metrics CSV last (it marks the seed done)."""
+        for name in ("losses", "evals", "config_file", "csv"):
+            src = getattr(other, name)
+            if src.is_file():
+                atomic_write_bytes(getattr(self, name), src.read_bytes())
+
 
 def git_commit() -> str:
     """The commit of the edgercnn source tree (+ "-dirty" with local changes), or "unknown"."""
@@ -110,7 +118,7 @@ def write_result(cfg: Config, run: RunDir, metrics: dict[str, Any], metric_names
         "edgercnn_version": edgercnn.__version__, "git_commit": git_commit(), "command": command,
     })
     out = SeedResult.of(cfg)
-    atomic_write_bytes(out.losses, run.losses.read_bytes())
+    atomic_write_text(out.losses, run.loss_csv_text(steps))  # checked: steps 1..steps, complete and numeric
     if run.evals.is_file():
         atomic_write_bytes(out.evals, run.evals.read_bytes())
     atomic_write_text(out.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

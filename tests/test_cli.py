@@ -111,3 +111,22 @@ def test_reproduce_small(tiny_shapes, tmp_path):
     assert "reproduce finished in" in result.plain and "losses.png" in result.plain
     again = invoke(*args)  # finished seeds are skipped
     assert again.exit_code == 0 and again.plain.count("skipped") == 2
+
+
+def test_reproduce_on_a_fresh_clone_trains_and_compares_with_the_committed_reference(tiny_shapes, tmp_path,
+                                                                                     monkeypatch):
+    """The committed results/shapes is a reference to compare with, never mistaken for the user's finished runs."""
+    import shutil
+    from pathlib import Path
+
+    reference = tmp_path / "results" / "shapes"
+    committed = Path(__file__).resolve().parents[1] / "results" / "shapes"
+    shutil.copytree(committed, reference)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("reproduce", "--data", str(tiny_shapes), "--seeds", "2", "--steps", "3", "--jobs", "1")
+    assert result.exit_code == 0, result.plain
+    assert "skipped" not in result.plain
+    assert (tmp_path / "runs" / "reproduce" / "results" / "shapes" / "baseline" / "seed-1.csv").is_file()
+    assert "Your runs against the committed reference" in result.plain and "differs (p < 0.05)" in result.plain
+    assert sorted(p.name for p in (reference / "baseline").iterdir()) == sorted(
+        p.name for p in (committed / "baseline").iterdir())  # the reference is only read

@@ -1,12 +1,10 @@
 """edgercnn.report on hand-made per-seed CSVs: numbers against pandas and by hand, every format, plots,
-the paper's reference CSVs, and the experiment scripts (dry run)."""
+the paper's reference CSVs (the experiment sweeps: tests/test_sweep.py)."""
 
 from __future__ import annotations
 
 import io
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -242,22 +240,6 @@ def test_paper_reference_csvs():
     assert t5.at["baseline", "segm_AP75"] == 12.43 and t5.at["sobel-p2-m56", "segm_APl_std"] == 0.297
     for name, table in tables.items():  # every row has all six means
         assert table[list(SEGM_METRICS)].notna().all().all(), name
-
-
-@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("run_*.sh")))
-def test_scripts_dry_run(script: str, tmp_path: Path):
-    env = os.environ | {"DRY_RUN": "1", "RESULTS_DIR": str(tmp_path), "SEEDS": "0 1 2"}
-    done = tmp_path / "table1_filters" / "baseline"  # a finished seed is skipped
-    done.mkdir(parents=True)
-    (done / "seed-1.csv").write_text("x\n")
-    run = subprocess.run(["bash", str(ROOT / "scripts" / script)], env=env, capture_output=True, text=True,
-                         check=True)
-    trains = [line for line in run.stdout.splitlines() if line.startswith("+ edgercnn train")]
-    assert trains and all("--seed" in t and "--device cuda" in t for t in trains)
-    assert run.stdout.rstrip().splitlines()[-1].startswith("+ edgercnn report")
-    if script == "run_table1_filters.sh":
-        assert len(trains) == 7 * 3 - 1
-        assert "skip table1_filters/baseline seed 1" in run.stdout
 
 
 def test_configs_pair_with_the_baseline_of_their_suffix():

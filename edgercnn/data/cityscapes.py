@@ -1,7 +1,9 @@
 """Cityscapes: download (credentials from the environment) and conversion of gtFine instances to COCO JSON.
 
 Instance ids follow cityscapesscripts: a pixel value v >= 1000 is instance v % 1000 of label v // 1000; a value
-v < 1000 is label v itself, which for an instance class marks a group region (kept as ``iscrowd=1``).
+v < 1000 is label v itself, which for an instance class marks a group region (kept as ``iscrowd=1``, or dropped as
+the authors' code did: ``CROWD_MODES``). ``area`` is the pixel count, or the box area as the authors' evaluation
+stored it (``AREA_MODES``; it decides COCO's small/medium/large ranges).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ OFFICIAL_COUNTS = {"train": 2975, "val": 500}
 SPLITS = ("train", "val")
 CITYSCAPES_URL = "https://www.cityscapes-dataset.com"
 PACKAGES = ("gtFine_trainvaltest.zip", "leftImg8bit_trainvaltest.zip")
+#: Group regions: kept as iscrowd=1 (COCO's handling), or dropped (authors' CityscapesDataset.read_annotation_file
+#: keeps only pixel values >= 1000).
+CROWD_MODES = ("keep", "drop")
+#: COCO ``area``: pixels of the mask, or width × height of its box (authors' cityscapes.py build_coco_results).
+AREA_MODES = ("mask", "box")
 _GT = {"instanceIds": "_gtFine_instanceIds.png", "polygons": "_gtFine_polygons.json"}
 
 
@@ -68,9 +75,9 @@ def _instance_image(gt_path: Path, masks: str) -> np.ndarray:
     return np.array(createInstanceImage(ann, "ids")).astype(np.int32)
 
 
-def convert_frame(job: tuple[str, str, str, str, tuple[int, ...], int]) -> dict[str, Any]:
+def convert_frame(job: tuple[str, str, str, str, tuple[int, ...], int, str, str]) -> dict[str, Any]:
     """One frame → its image entry and annotations (no ids yet) plus counts. Runs in worker processes."""
-    root, split, stem, masks, cat_ids, min_area = job
+    root, split, stem, masks, cat_ids, min_area, crowd_mode, area_mode = job
     root_p = Path(root)
     gt_path = root_p / "gtFine" / split / (stem + _GT[masks])
     img_rel = stem + "_leftImg8bit.png"
@@ -95,6 +102,8 @@ def convert_frame(job: tuple[str, str, str, str, tuple[int, ...], int]) -> dict[
         crowd = value < 1000
         if crowd and not (0 <= label_id < 256 and _has_instances(label_id)):
             continue  # a stuff class (road, sky, ...), not an instance region
+        if crowd and crowd_mode == "drop":
+            continue
         if label_id not in wanted:
             other += 1
             continue
@@ -102,7 +111,10 @@ def convert_frame(job: tuple[str, str, str, str, tuple[int, ...], int]) -> dict[
         if mask.sum() < min_area:
             small += 1
             continue
-        anns.append(mask_annotation(mask, label_id, iscrowd=int(crowd)))
+        ann = mask_annotation(mask, label_id, iscrowd=int(crowd))
+        if area_mode == "box":
+            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+        anns.append(ann)
     image = {"file_name": img_rel, "width": int(width), "height": int(height)}
     return {"image": image, "annotations": anns, "small": small, "other": other}
 
@@ -124,33 +136,37 @@ def _fingerprint(root: Path, split: str, stems: list[str], options: dict[str, An
 
 def convert_cityscapes(root: Path | str, *, out: Path | str | None = None, extra_classes: bool = False,
                        masks: str = "instanceIds", min_area: int = 0, workers: int | None = None,
-                       force: bool = False, progress: bool = True) -> dict[str, Any]:
+                       force: bool = False, progress: bool = True, crowd: str = "keep", area: str = "mask"
+                       ) -> dict[str, Any]:
     """Convert gtFine train/val under ``root`` to ``out/edgercnn/instances_<split>.json`` + ``out/manifest.json``.
 
     ``masks``: "instanceIds" (exact, from ``*_gtFine_instanceIds.png``) or "polygons" (rasterised from
     ``*_gtFine_polygons.json`` by cityscapesscripts). Instances smaller than ``min_area`` pixels are dropped and
     counted. Splits without frames are reported in ``missing``; a split whose inputs and options are unchanged
-    is not converted again (unless ``force``). Returns a summary dict (see the CLI for how it is shown).
+    is not converted again (unless ``force``). ``crowd`` and ``area``: see ``CROWD_MODES``, ``AREA_MODES``. The
+    manifest records each split's gtFine folder (``gtFine``), which the official Cityscapes metric reads. Returns a summary dict (see the CLI for how it is shown).
     """
     root = Path(root)
     out = Path(out) if out is not None else root
     if masks not in _GT:
         raise EdgeRCNNError(f"--masks {masks}: choose instanceIds or polygons")
+    if crowd not in CROWD_MODES or area not in AREA_MODES:
+        raise EdgeRCNNError(f"--crowd {crowd} --area {area}: choose crowd from {CROWD_MODES}, area from {AREA_MODES}")
     if not (root / "gtFine").is_dir() or not (root / "leftImg8bit").is_dir():
         raise EdgeRCNNError(f"{root}: no gtFine/ and leftImg8bit/ folders; point --root at the Cityscapes folder "
                             "holding them, or add --download")
     check_owner(out, "cityscapes")
     with os_errors(out):
         (out / "edgercnn").mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before converting
-        return _convert(root, out, extra_classes, masks, min_area, workers, force, progress)
+        return _convert(root, out, extra_classes, masks, min_area, workers, force, progress, crowd, area)
 
 
 def _convert(root: Path, out: Path, extra_classes: bool, masks: str, min_area: int, workers: int | None,
-             force: bool, progress: bool) -> dict[str, Any]:
+             force: bool, progress: bool, crowd: str = "keep", area: str = "mask") -> dict[str, Any]:
     classes = class_names(extra_classes)
     cat_ids = tuple(name2label[c].id for c in classes)
     categories = [{"id": name2label[c].id, "name": c, "supercategory": name2label[c].category} for c in classes]
-    options = {"masks": masks, "classes": classes, "min_area": min_area}
+    options = {"masks": masks, "classes": classes, "min_area": min_area, "crowd": crowd, "area": area}
     summary: dict[str, Any] = {"out": str(out), "splits": {}, "missing": [], "warnings": []}
     manifest_splits = {}
     workers = workers or os.cpu_count() or 1
@@ -174,7 +190,8 @@ def _convert(root: Path, out: Path, extra_classes: bool, masks: str, min_area: i
             summary["warnings"].append(f"{split}: {stats['images']} images, the official split has "
                                        f"{OFFICIAL_COUNTS[split]}")
         manifest_splits[split] = {"images": relative_to(root / "leftImg8bit" / split, out),
-                                  "annotations": f"edgercnn/instances_{split}.json"}
+                                  "annotations": f"edgercnn/instances_{split}.json",
+                                  "gtFine": relative_to(root / "gtFine" / split, out)}
     if not manifest_splits:
         raise EdgeRCNNError(f"{root}: no frames with *{_GT[masks]} under gtFine/train or gtFine/val; check --root "
                             "(and --masks), or add --download")
@@ -198,7 +215,7 @@ def _up_to_date(json_path: Path, stamp_path: Path, fingerprint: str) -> bool:
 def _convert_split(root: Path, split: str, stems: list[str], masks: str, cat_ids: tuple[int, ...], min_area: int,
                    workers: int, progress: bool, json_path: Path, categories: list[dict], options: dict,
                    classes: list[str]) -> dict[str, Any]:
-    jobs = [(str(root), split, stem, masks, cat_ids, min_area) for stem in stems]
+    jobs = [(str(root), split, stem, masks, cat_ids, min_area, options["crowd"], options["area"]) for stem in stems]
     workers = max(1, min(workers, len(jobs)))
     images, annotations = [], []
     instances, crowd = Counter(), Counter()

@@ -94,6 +94,10 @@ def cityscapes(
     = MaskSource.instanceIds,
     min_area: Annotated[int, typer.Option(help="Drop (and count) instances smaller than this many pixels; "
                                                "0 keeps all.")] = 0,
+    crowd: Annotated[str, typer.Option(help="Group regions (e.g. cargroup): keep (as iscrowd=1, COCO's handling) "
+                                            "or drop (the authors' code).")] = "keep",
+    area: Annotated[str, typer.Option(help="COCO 'area' of each instance (sets small/medium/large): mask (pixels) "
+                                           "or box (width x height, as the authors' evaluation).")] = "mask",
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
     force: Annotated[bool, typer.Option(help="Convert again even when the output is up to date.")] = False,
     debug: Debug = False,
@@ -106,7 +110,8 @@ def cityscapes(
         _run(lambda: check_owner(out or root, "cityscapes"), debug)  # before hours of downloading
         _run(lambda: download_cityscapes(root), debug)
     summary = _run(lambda: convert_cityscapes(root, out=out, extra_classes=extra_classes, masks=masks.value,
-                                              min_area=min_area, workers=workers, force=force), debug)
+                                              min_area=min_area, workers=workers, force=force, crowd=crowd,
+                                              area=area), debug)
     table = Table("split", "images", "instances per class", "crowd regions", "dropped < min-area", "status")
     for split, s in summary["splits"].items():
         per_class = ", ".join(f"{k} {v}" for k, v in s["instances"].items()) or "-"

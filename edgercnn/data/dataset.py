@@ -17,8 +17,12 @@ from pycocotools.coco import COCO
 
 from edgercnn.data.coco_json import read_coco_json, rle_sums
 from edgercnn.data.manifest import load_manifest, split_paths
-from edgercnn.data.transforms import build_transforms, canvas_geometry
+from edgercnn.data.transforms import boxes_to_canvas, build_transforms, canvas_geometry
 from edgercnn.errors import EdgeRCNNError
+
+#: Which val images an evaluation scores (config ``eval_images``): all, or only those with annotations
+#: (``annotated_only``; matterport's COCO evaluation, samples/coco/coco.py load_coco).
+EVAL_IMAGES = ("all", "annotated")
 
 # per-annotation problems: skipped and counted, or fatal with strict=True
 REASONS = {
@@ -97,13 +101,17 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
     ``dataset[i]`` is never flipped; ``dataset[(i, seed)]`` is flipped (train only, probability ``hflip``)
     depending on ``seed`` alone, so a sampler that hands out (index, seed) pairs fixes order and flips.
-    Crowd annotations are not targets (they stay in ``coco`` for evaluation). Per-annotation problems are
-    skipped and counted in ``skipped`` (a Counter of reasons, see REASONS) or raise with ``strict=True``.
+    Crowd annotations are not targets (they stay in ``coco`` for evaluation; their boxes are in each target as
+    ``crowd_boxes``). ``resize``/``min_dim``: see ``data.transforms.RESIZE_MODES``; ``annotated_only`` leaves out
+    images without annotations. Per-annotation problems are skipped and counted in ``skipped`` (a Counter of
+    reasons, see REASONS) or raise with ``strict=True``.
     """
 
     def __init__(self, root: Path | str, split: str, canvas: tuple[int, int] = (1024, 800), train: bool = False,
-                 hflip: float = 0.5, strict: bool = False, max_images: int | None = None) -> None:
+                 hflip: float = 0.5, strict: bool = False, max_images: int | None = None, resize: str = "fit",
+                 min_dim: int = 800, annotated_only: bool = False) -> None:
         self.manifest = load_manifest(root)
+        self.resize, self.min_dim = resize, int(min_dim)  # see data.transforms.RESIZE_MODES
         self.images_dir, self.annotation_file = split_paths(self.manifest, split)
         self.split, self.canvas, self.train, self.hflip = split, (int(canvas[0]), int(canvas[1])), train, hflip
         self.classes: list[str] = list(self.manifest["classes"])
@@ -115,6 +123,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                                 f"{Path(self.manifest['root']) / 'manifest.json'}); re-run edgercnn prepare")
         self.coco = _load_coco(self.annotation_file)
         self.ids: list[int] = sorted(self.coco.getImgIds())
+        if annotated_only:  # images with at least one annotation, crowd included (matterport's COCO evaluation)
+            self.ids = [i for i in self.ids if self.coco.imgToAnns.get(i)]
         if max_images is not None:
             self.ids = self.ids[: max(0, int(max_images))]
         self.skipped: Counter[str] = Counter()
@@ -138,8 +148,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                     self.skipped[reason] += 1
             self._targets[img_id] = kept
         self.instance_count = sum(len(kept) for kept in self._targets.values())  # training targets, all images
-        self._plain = build_transforms(self.canvas, flip=False)
-        self._flipped = build_transforms(self.canvas, flip=True)
+        self._transforms: dict[tuple[bool, int, int], Any] = {}  # (flip, w, h) → Compose; fit: one per flip
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -147,6 +156,13 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     def flips(self, sample_seed: int | None) -> bool:
         """Whether the sample with ``sample_seed`` is flipped (a function of the seed alone)."""
         return self.train and sample_seed is not None and random.Random(sample_seed).random() < self.hflip
+
+    def _transform(self, flip: bool, width: int, height: int) -> Any:
+        key = (flip, width, height) if self.resize == "square" else (flip, 0, 0)
+        if key not in self._transforms:
+            self._transforms[key] = build_transforms(self.canvas, flip=flip, resize=self.resize,
+                                                     image_size=(width, height), min_dim=self.min_dim)
+        return self._transforms[key]
 
     def _read_image(self, info: dict[str, Any]) -> np.ndarray:
         path = self.images_dir / info["file_name"]
@@ -178,7 +194,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         image = self._read_image(info)
         anns = self._targets[img_id]
         labels = np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64)
-        transform = self._flipped if self.flips(seed) else self._plain
+        transform = self._transform(self.flips(seed), info["width"], info["height"])
         if anns:
             masks = np.stack([self.coco.annToMask(a) for a in anns])
             out = transform(image=image, masks=masks)
@@ -191,7 +207,10 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             raise EdgeRCNNError(f"canvas {self.canvas}: transform produced {canvas_img.shape[1]}x"
                                 f"{canvas_img.shape[0]}; report this as a bug")
         boxes, keep = masks_to_boxes(masks)  # boxes from the transformed masks: always consistent
-        scale, pad = canvas_geometry(info["width"], info["height"], self.canvas)
+        scale, pad = canvas_geometry(info["width"], info["height"], self.canvas, self.resize, self.min_dim)
+        crowd = [a["bbox"] for a in self.coco.imgToAnns.get(img_id, []) if a.get("iscrowd", 0)
+                 and a.get("category_id") in self.cat_id_to_label and len(a.get("bbox") or ()) == 4]
+        crowd_xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in crowd], dtype=torch.float32).reshape(-1, 4)
         target = {
             "boxes": torch.from_numpy(boxes[keep]),
             "labels": torch.from_numpy(labels[keep]),
@@ -200,6 +219,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             "scale": torch.tensor(scale, dtype=torch.float32),
             "pad": torch.tensor(pad, dtype=torch.int64),  # (top, left) offsets of the image on the canvas
             "orig_size": torch.tensor([info["height"], info["width"]], dtype=torch.int64),
+            # crowd regions (not targets) on the canvas: RoIs overlapping them may be left out of the negatives
+            "crowd_boxes": boxes_to_canvas(crowd_xyxy, scale, pad, info["width"], self.flips(seed)),
         }
         tensor = torch.from_numpy(np.ascontiguousarray(canvas_img.transpose(2, 0, 1))).float().div_(255)
         return tensor, target

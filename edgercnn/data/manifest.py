@@ -168,3 +168,22 @@ def split_paths(manifest: dict[str, Any], split: str) -> tuple[Path, Path]:
     root = Path(manifest["root"])
     entry = manifest["splits"][split]
     return root / entry["images"], root / entry["annotations"]
+
+
+def dataset_fingerprint(root: Path | str) -> str:
+    """SHA-256 over what a dataset is (its manifest's classes, category ids and splits, and the bytes of each
+    split's annotation file), not where it lies: the same dataset at another path has the same fingerprint.
+    Cheap: images are not read (their names and sizes are in the annotation files)."""
+    import hashlib
+
+    manifest = load_manifest(root)
+    digest = hashlib.sha256(json.dumps({k: manifest[k] for k in ("name", "classes", "category_ids")},
+                                       sort_keys=True).encode())
+    for split in sorted(manifest["splits"]):
+        _, annotations = split_paths(manifest, split)
+        digest.update(f"\n{split}\n".encode())
+        try:
+            digest.update(hashlib.sha256(annotations.read_bytes()).digest())
+        except OSError:
+            digest.update(b"missing")
+    return digest.hexdigest()

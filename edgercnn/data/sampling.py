@@ -31,17 +31,23 @@ def batch_keys(n: int, batch_size: int, seed: int, step: int) -> list[tuple[int,
 
 
 class StepBatchSampler(Sampler):
-    """Yields the key batches of steps ``start_step`` … ``end_step - 1`` (0-based)."""
+    """Yields the key batches of steps ``start_step`` … ``end_step - 1`` (0-based); with ``world_size`` > 1 the
+    ``rank``-th of ``world_size`` equal slices of each (one process of a distributed run)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, end_step: int):
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, end_step: int, rank: int = 0,
+                 world_size: int = 1):
         if n < 1:
             raise ValueError("the training split is empty")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start_step, self.end_step = start_step, end_step
+        self.per_rank = batch_size // world_size
+        self.first = rank * self.per_rank
 
     def __len__(self) -> int:
         return max(0, self.end_step - self.start_step)
 
     def __iter__(self):
         for step in range(self.start_step, self.end_step):
-            yield batch_keys(self.n, self.batch_size, self.seed, step)
+            yield batch_keys(self.n, self.batch_size, self.seed, step)[self.first:self.first + self.per_rank]
