@@ -284,7 +284,7 @@ def reproduce(
     data: Annotated[Path, typer.Option(help="Shapes dataset folder; made with the defaults if missing.")]
     = Path("data/shapes"),
     seeds: Annotated[int, typer.Option(help="Seeds per config (0..N-1).")] = 3,
-    quick: Annotated[bool, typer.Option(help="Smoke check: the same pipeline with 500 steps per run (about 10 min "
+    quick: Annotated[bool, typer.Option(help="Smoke check: the same pipeline with 500 steps and 4 evaluations per run (under 10 min "
                                              "on 2 cores); results go to <results-dir>/shapes-quick and are not "
                                              "compared with the reference.")] = False,
     steps: Annotated[Optional[int], typer.Option(help="Training steps per run (default 2500, or 500 with --quick): "
