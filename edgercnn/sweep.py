@@ -46,7 +46,12 @@ class Experiment:
 
     @classmethod
     def load(cls, name: str) -> "Experiment":
-        """A packaged experiment by name (``table1_filters``) or any experiment YAML file by path."""
+        """A packaged experiment by name (``table1_filters``, or a unique prefix of one: ``table1``) or any
+        experiment YAML file by path."""
+        if not name.endswith((".yaml", ".yml")):
+            matches = [n for n in experiment_names() if n == name] or [n for n in experiment_names()
+                                                                       if n.startswith(name)]
+            name = matches[0] if len(matches) == 1 else name
         path = Path(name) if name.endswith((".yaml", ".yml")) else EXPERIMENTS_DIR / f"{name}.yaml"
         if not path.is_file():
             raise EdgeRCNNError(f"{name}: no such experiment; choose one of {', '.join(experiment_names())} "

@@ -193,3 +193,11 @@ def test_gpus_give_each_run_its_gpu(tiny_shapes, tmp_path):
     with pytest.raises(EdgeRCNNError, match="CUDA is not available"):
         sweep(grid, executor=Executor(gpus=(0,)), data=tiny_shapes, seeds=(0,), out_dir=tmp_path / "runs",
               results_dir=tmp_path / "results")
+
+
+def test_a_unique_prefix_names_an_experiment():
+    from edgercnn.sweep import Experiment
+
+    assert Experiment.load("table1").name == Experiment.load("table1_filters").name
+    with pytest.raises(EdgeRCNNError, match="no such experiment"):
+        Experiment.load("table")  # table1_filters, table2_p, ...: ambiguous
