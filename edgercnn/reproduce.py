@@ -20,7 +20,7 @@ from edgercnn.config import Config
 from edgercnn.data.manifest import MANIFEST
 from edgercnn.data.shapes import make_shapes
 from edgercnn.report import report
-from edgercnn.results import SeedResult, load_runs
+from edgercnn.results import SeedResult, has_runs, load_runs
 from edgercnn.runner import Executor, run_all
 from edgercnn.stats import welch
 
@@ -118,9 +118,12 @@ def reproduce(*, data: Path = Path("data/shapes"), seeds: int = 3, steps: int | 
     run_all(todo, console, command, Executor(jobs=jobs), title="reproduce")
     ours = Path(results_dir) / experiment
     report(ours, console=console)  # prints the tables and the plot paths
-    if reference is not None and not quick and Path(reference).is_dir() \
-            and Path(reference).resolve() != ours.resolve():
-        _print_comparison(compare_to_reference(ours, Path(reference)), Path(reference), console)
+    if reference is not None and not quick and Path(reference).resolve() != ours.resolve():
+        if has_runs(Path(reference)):
+            _print_comparison(compare_to_reference(ours, Path(reference)), Path(reference), console)
+        else:
+            console.print(f"no committed results in {reference} to compare with (run from the repository root, "
+                          "or pass --reference)", highlight=False)
     elapsed = time.perf_counter() - started
     console.print(f"reproduce finished in {elapsed / 60:.1f} min", highlight=False)
     return elapsed

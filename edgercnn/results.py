@@ -145,6 +145,11 @@ def require_dir(exp_dir: Path) -> None:
                             f"{Path(exp_dir).name} ... first (or pass results/<experiment>)")
 
 
+def has_runs(exp_dir: Path) -> bool:
+    """Whether ``exp_dir`` holds at least one per-seed result CSV."""
+    return any(_SEED_CSV.match(p.name) for p in Path(exp_dir).glob("*/seed-*.csv"))
+
+
 def load_runs(exp_dir: Path, metric_names: tuple[str, ...]) -> pd.DataFrame:
     """All ``<exp_dir>/<config>/seed-<n>.csv`` as one DataFrame, one row per seed, sorted by config, seed.
 
