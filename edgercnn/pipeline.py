@@ -6,7 +6,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
 from edgercnn.cityscapesmetrics import cityscapes_metrics, gt_folder

@@ -113,7 +113,7 @@ def plan(exp: Experiment, *, data: Path | None = None, seeds: tuple[int, ...] | 
         for seed in seeds or exp.seeds:
             run_keys = {"experiment": exp.name, "name": name, "seed": seed, "data": str(data), "device": device,
                         "out_dir": str(out_dir), "results_dir": str(results_dir)}
-            cfg = config_from_dict(with_recipe(keys | run_keys), f"{exp.path}: configs.{name}")
+            cfg = config_from_dict(keys | run_keys, f"{exp.path}: configs.{name}")
             result, source = SeedResult.of(cfg), None
             if exp.reuse.get(name):
                 source = SeedResult(results_dir, exp.reuse[name], name, seed)
@@ -131,15 +131,6 @@ def plan(exp: Experiment, *, data: Path | None = None, seeds: tuple[int, ...] | 
             runs.append(PlannedRun(cfg, state, train_command(keys | run_keys, preset),
                                    source if state == "reuse" else None))
     return runs
-
-
-def with_recipe(keys: dict[str, Any]) -> dict[str, Any]:
-    """``keys`` over the values of their ``recipe`` (when they name one), as ``edgercnn train --recipe`` does."""
-    if keys.get("recipe") is None:
-        return keys
-    from edgercnn.recipes import recipe_values
-
-    return recipe_values(keys["recipe"]) | keys
 
 
 def train_command(keys: dict[str, Any], preset: Path | None) -> str:
