@@ -18,7 +18,8 @@ import time
 import torch
 
 from edgercnn.config import Config
-from edgercnn.model import build_model, set_trainable
+from edgercnn.model.rcnn import set_trainable
+from edgercnn.training.builder import build_model
 
 
 def synthetic_batch(width: int, height: int, batch: int, device: torch.device, seed: int = 0):

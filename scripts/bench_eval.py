@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from edgercnn.cocometrics import coco_metrics
+from edgercnn.evaluation.cocometrics import coco_metrics
 from edgercnn.data.transforms import canvas_geometry, to_original
-from edgercnn.evaluate import coco_results
+from edgercnn.evaluation.evaluate import coco_results
 
 
 def to_original_interpolate(prediction, scale, pad, orig_size):

@@ -26,9 +26,9 @@ from bench_edge_overhead import synthetic_batch, time_steps  # noqa: E402  (a si
 from edgercnn.config import Config  # noqa: E402
 from edgercnn.data.shapes import make_shapes  # noqa: E402
 from edgercnn.data.transforms import to_original  # noqa: E402
-from edgercnn.evaluate import coco_results  # noqa: E402
-from edgercnn.model import set_trainable  # noqa: E402
-from edgercnn.train import Trainer  # noqa: E402
+from edgercnn.evaluation.evaluate import coco_results  # noqa: E402
+from edgercnn.model.rcnn import set_trainable  # noqa: E402
+from edgercnn.training.trainer import Trainer  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

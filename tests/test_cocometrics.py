@@ -1,4 +1,4 @@
-"""edgercnn.cocometrics: faster-coco-eval against pycocotools on a small synthetic set, perfect and empty
+"""edgercnn.evaluation.cocometrics: faster-coco-eval against pycocotools on a small synthetic set, perfect and empty
 detections, and Boundary IoU worked out by hand and with numpy independently of the library."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
-from edgercnn.cocometrics import IOU_TYPES, METRIC_NAMES, METRICS, coco_metrics
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.evaluation.cocometrics import IOU_TYPES, METRIC_NAMES, METRICS, coco_metrics
+from edgercnn.core.errors import EdgeRCNNError
 
 CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "disk"}]
 

@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from edgercnn.config import Config, load_config
-from edgercnn.schedule import paper_stages, stage_at
-from edgercnn.errors import ConfigError
+from edgercnn.config.schedule import paper_stages, stage_at
+from edgercnn.core.errors import ConfigError
 
 
 def test_defaults_are_the_papers_schedule():
@@ -82,7 +82,7 @@ def test_save_round_trip(tmp_path):
 
 
 def test_warmup_ramps_linearly_to_the_stage_lr():
-    from edgercnn.schedule import WARMUP_FACTOR, lr_at
+    from edgercnn.config.schedule import WARMUP_FACTOR, lr_at
 
     stages = [{"steps": 10, "layers": "all", "lr": 0.1}, {"steps": 10, "layers": "all", "lr": 0.01}]
     assert lr_at(1, stages, 5) == pytest.approx(0.1 * WARMUP_FACTOR)

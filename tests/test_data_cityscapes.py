@@ -18,7 +18,7 @@ from cityscapesscripts.helpers.labels import id2label, name2label
 from edgercnn.cli import app
 from edgercnn.data.cityscapes import EVAL_CLASSES, convert_cityscapes
 from edgercnn.data.dataset import CocoInstanceDataset
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError
 
 # One real Cityscapes val frame (downscaled), copied from ../shared/fixtures/cityscapes so a clean clone has it.
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cityscapes"

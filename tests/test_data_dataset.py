@@ -12,7 +12,7 @@ from PIL import Image
 
 from edgercnn.data.dataset import CocoInstanceDataset, collate, masks_to_boxes
 from edgercnn.data.shapes import make_shapes
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError
 
 CANVAS = (200, 160)  # W x H; a square 96 px image fits as 160x160, 40 px of right padding
 

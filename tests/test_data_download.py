@@ -17,7 +17,7 @@ from edgercnn.data.cityscapes import download_cityscapes
 from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.data.download import download_file, extract_zip, verify_zip
 from edgercnn.data.shapes import make_shapes
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError
 
 
 class Server:

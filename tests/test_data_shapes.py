@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgercnn.cli import app
 from edgercnn.data.manifest import load_manifest
 from edgercnn.data.shapes import CLASSES, make_shapes
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError
 
 
 def _files(root):

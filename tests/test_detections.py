@@ -1,4 +1,4 @@
-"""edgercnn.detections: every kind of bad results file is one line naming the entry and the cause; good files
+"""edgercnn.evaluation.detections: every kind of bad results file is one line naming the entry and the cause; good files
 (RLE, polygons, uncompressed RLE, boxes only) load and score."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from edgercnn.cocometrics import coco_metrics
-from edgercnn.detections import _rle_runs, load_detections, scorable_kinds
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.evaluation.cocometrics import coco_metrics
+from edgercnn.evaluation.detections import _rle_runs, load_detections, scorable_kinds
+from edgercnn.core.errors import EdgeRCNNError
 
 GT = {"images": [{"id": i, "height": 40, "width": 60, "file_name": f"{i}.png"} for i in range(1, 6)],
       "categories": [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}], "annotations": []}

@@ -14,8 +14,8 @@ import yaml
 
 from edgercnn.config import Config
 from edgercnn.data.sampling import StepBatchSampler, batch_keys
-from edgercnn.rundir import LOSS_KEYS, RunDir
-from edgercnn.train import Trainer
+from edgercnn.training.rundir import LOSS_KEYS, RunDir
+from edgercnn.training.trainer import Trainer
 
 STEPS = 6
 
@@ -91,7 +91,7 @@ def test_two_processes_equal_one_process_and_resume_with_torchrun(tiny_shapes, t
 
 
 def test_batch_not_divisible_by_processes_is_one_line_error(tiny_shapes, tmp_path, monkeypatch):
-    from edgercnn.errors import EdgeRCNNError
+    from edgercnn.core.errors import EdgeRCNNError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(EdgeRCNNError, match="not divisible by the 2 processes"):

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config
-from edgercnn.evaluate import evaluate_model
-from edgercnn.pipeline import train_and_evaluate
-from edgercnn.rundir import EVAL_COLUMNS
-from edgercnn.train import Trainer
+from edgercnn.evaluation.evaluate import evaluate_model
+from edgercnn.experiments.pipeline import train_and_evaluate
+from edgercnn.training.rundir import EVAL_COLUMNS
+from edgercnn.training.trainer import Trainer
 
 runner = CliRunner()
 
@@ -40,7 +40,7 @@ def test_evaluating_twice_gives_the_same_metrics_and_changes_no_parameter_or_buf
 
 
 def test_loss_pass_puts_norm_layers_in_eval_mode():
-    from edgercnn.evaluate import loss_mode
+    from edgercnn.evaluation.evaluate import loss_mode
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.GroupNorm(2, 4))
     loss_mode(model)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from edgercnn.cli import app
 from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.data.shapes import make_shapes
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError
 
 SMALL = ["--train", "4", "--val", "2", "--size", "64"]
 CANVAS = (96, 64)
@@ -433,12 +433,12 @@ def test_other_preparers_out_under_a_file_is_one_line(tmp_path):
 
 
 def test_read_only_out_is_one_line(tmp_path, monkeypatch):
-    import edgercnn.io
+    import edgercnn.core.io
 
     def read_only(*args, dir=None, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(dir))
 
-    monkeypatch.setattr(edgercnn.io.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(edgercnn.core.io.tempfile, "mkstemp", read_only)
     line = _one_line_error(_prepare(tmp_path / "shapes"))
     assert "Read-only file system" in line and "writable --out" in line and str(tmp_path) in line
 

@@ -26,10 +26,10 @@ from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config, load_config
-from edgercnn.errors import ConfigError, EdgeRCNNError
-from edgercnn.pipeline import evaluate_run
-from edgercnn.rundir import LOSS_COLUMNS, RunDir
-from edgercnn.train import Trainer
+from edgercnn.core.errors import ConfigError, EdgeRCNNError
+from edgercnn.experiments.pipeline import evaluate_run
+from edgercnn.training.rundir import LOSS_COLUMNS, RunDir
+from edgercnn.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "small", "--canvas", "64x64", "--lr", "0.01", "--workers", "0", "--device", "cpu"]
@@ -118,7 +118,7 @@ def test_crafted_checkpoint_runs_no_code_on_eval_or_resume(run_copy, tmp_path):
     one_line_error(invoke("eval", run.path), "checkpoint.pt")
     assert not marker.exists()
     # with a valid header and checksum over the crafted payload: weights_only still refuses to run it
-    from edgercnn.checkpoint import MAGIC
+    from edgercnn.training.checkpoint import MAGIC
 
     import hashlib
     import io
@@ -152,7 +152,7 @@ def test_no_unsafe_load_is_left_in_the_repository():
 
 
 def test_rng_states_round_trip_exactly_as_plain_data(tmp_path):
-    from edgercnn.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint
+    from edgercnn.training.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint
 
     random.seed(1)
     np.random.seed(2)
@@ -405,12 +405,12 @@ def test_a_full_disk_keeps_the_last_checkpoint(tiny_shapes, tmp_path, monkeypatc
 
 
 def test_any_uncaught_os_error_is_one_line_unless_debug(monkeypatch, tmp_path):
-    import edgercnn.report
+    import edgercnn.reporting.report
 
     def broken(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error", str(tmp_path / "x.csv"))
 
-    monkeypatch.setattr(edgercnn.report, "report", broken)
+    monkeypatch.setattr(edgercnn.reporting.report, "report", broken)
     one_line_error(invoke("report", tmp_path), "x.csv: Input/output error")
     result = invoke("report", tmp_path, "--debug")
     assert isinstance(result.exception, OSError)

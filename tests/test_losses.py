@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from edgercnn.losses import GAUSSIAN_3X3, KERNELS, EdgeLoss, edge_agreement_loss, gaussian_smooth
+from edgercnn.model.losses import GAUSSIAN_3X3, KERNELS, EdgeLoss, edge_agreement_loss, gaussian_smooth
 
 
 def shifted_square():

@@ -12,8 +12,9 @@ from torchvision.models.resnet import resnet50
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from edgercnn.config import Config
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.model import build_model, set_trainable
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model.rcnn import set_trainable
+from edgercnn.training.builder import build_model
 
 SIZE = 96
 

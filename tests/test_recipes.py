@@ -16,14 +16,16 @@ from torch import nn
 from typer.testing import CliRunner
 
 from edgercnn.cli import app
-from edgercnn.config import Config, _field_names, load_config
+from edgercnn.config import Config, load_config
+from edgercnn.config.runconfig import _field_names
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
 from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.data.manifest import write_manifest
 from edgercnn.data.transforms import build_transforms, canvas_geometry, to_original
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.model import AuthorsMaskPredictor56, MatterportSampler, build_model
-from edgercnn.recipes import load_recipe, recipe_names, recipe_values
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model.rcnn import AuthorsMaskPredictor56, MatterportSampler
+from edgercnn.training.builder import build_model
+from edgercnn.config.recipes import load_recipe, recipe_names, recipe_values
 
 runner = CliRunner()
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cityscapes"
@@ -155,8 +157,8 @@ def _synthetic_coco(root: Path) -> Path:
 
 
 def test_square_resize_round_trip_scores_ap_100(tmp_path):
-    from edgercnn.cocometrics import coco_metrics
-    from edgercnn.evaluate import coco_results
+    from edgercnn.evaluation.cocometrics import coco_metrics
+    from edgercnn.evaluation.evaluate import coco_results
 
     root = _synthetic_coco(tmp_path / "syn")
     dataset = CocoInstanceDataset(root, "val", canvas=(128, 128), resize="square", min_dim=64)
@@ -268,7 +270,7 @@ def test_prepare_cityscapes_box_area_and_dropped_crowd(cs_root):
 
 
 def test_official_cityscapes_metric_is_100_on_ground_truth(cs_root):
-    from edgercnn.cityscapesmetrics import cityscapes_metrics, gt_folder
+    from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
     from edgercnn.data.cityscapes import convert_cityscapes
     from edgercnn.data.manifest import load_manifest
 
@@ -288,7 +290,7 @@ def test_official_cityscapes_metric_is_100_on_ground_truth(cs_root):
 
 def test_eval_detections_on_cityscapes_reports_the_official_metric(cs_root, tmp_path):
     from edgercnn.data.cityscapes import convert_cityscapes
-    from edgercnn.evaluate import METRICS, metric_names
+    from edgercnn.evaluation.evaluate import METRICS, metric_names
 
     convert_cityscapes(cs_root, progress=False, workers=1)
     gt = json.loads((cs_root / "edgercnn/instances_val.json").read_text())
@@ -335,7 +337,7 @@ def test_dataset_puts_crowd_boxes_on_the_canvas(tmp_path):
 
 
 def test_weight_decay_per_tensor_size():
-    from edgercnn.optim import build_optimizer
+    from edgercnn.model.optim import build_optimizer
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4))
     opt = build_optimizer("sgd", model, 0.1, 0.9, 1e-4, "per_size")
@@ -345,7 +347,7 @@ def test_weight_decay_per_tensor_size():
 
 
 def test_frozen_stats_batch_norm_trains_scale_not_statistics():
-    from edgercnn.model import FrozenStatsBatchNorm2d, set_trainable
+    from edgercnn.model.rcnn import FrozenStatsBatchNorm2d, set_trainable
 
     model = build_model(small(norm="frozen_stats_bn"))
     set_trainable(model, "4+")
@@ -368,7 +370,7 @@ def test_eval_images_annotated_leaves_out_images_without_annotations(tmp_path):
 
 
 def test_fresh_optimizer_at_each_stage_start(tiny_shapes, tmp_path):
-    from edgercnn.train import Trainer
+    from edgercnn.training.trainer import Trainer
 
     cfg = small(data=str(tiny_shapes), num_classes=None, canvas=[64, 64], workers=0, device="cpu",
                 stages=[{"steps": 1, "layers": "heads", "lr": 0.01}, {"steps": 2, "layers": "all", "lr": 0.01}],
@@ -387,7 +389,7 @@ def test_fresh_optimizer_at_each_stage_start(tiny_shapes, tmp_path):
 
 def test_authors_options_train_and_evaluate_end_to_end(tiny_shapes, tmp_path):
     """Every authors' value at once (the authors-coco recipe's keys on the CPU preset) trains and evaluates."""
-    from edgercnn.pipeline import train_and_evaluate
+    from edgercnn.experiments.pipeline import train_and_evaluate
 
     keys = {k: v for k, v in recipe_values("authors-coco").items()
             if k not in {"recipe", "backbone", "backbone_weights", "canvas", "stages", "batch_size"}}
@@ -408,7 +410,7 @@ def test_cityscapes_run_reports_official_metric_in_metrics_and_seed_csv(cs_root,
     import pandas as pd
 
     from edgercnn.data.cityscapes import convert_cityscapes
-    from edgercnn.pipeline import train_and_evaluate
+    from edgercnn.experiments.pipeline import train_and_evaluate
 
     for kind in ("gtFine", "leftImg8bit"):  # the fixture frame as the train split too
         shutil.copytree(cs_root / kind / "val", cs_root / kind / "train")

@@ -1,4 +1,4 @@
-"""edgercnn.report on hand-made per-seed CSVs: numbers against pandas and by hand, every format, plots,
+"""edgercnn.reporting.report on hand-made per-seed CSVs: numbers against pandas and by hand, every format, plots,
 the paper's reference CSVs (the experiment sweeps: tests/test_sweep.py)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.report import (
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.reporting.report import (
     SEGM_METRICS,
     add_relative,
     load_reference,
@@ -243,7 +243,7 @@ def test_paper_reference_csvs():
 
 
 def test_configs_pair_with_the_baseline_of_their_suffix():
-    from edgercnn.report import add_relative, pair_baselines
+    from edgercnn.reporting.report import add_relative, pair_baselines
 
     configs = ["baseline", "sobel-p2", "baseline-m56", "sobel-p2-m56", "sobel-p2-640k"]
     pairs = pair_baselines(configs, "baseline")
@@ -313,7 +313,7 @@ def test_no_test_with_one_seed_is_ns(tmp_path: Path):
 
 
 def test_p_and_cell_formats():
-    from edgercnn.report import fmt_diff, fmt_p, fmt_speedup
+    from edgercnn.reporting.report import fmt_diff, fmt_p, fmt_speedup
 
     assert fmt_p(0.0496) == "p=0.0496"  # not rounded up to the threshold
     assert fmt_p(0.093) == "p=0.093" and fmt_p(0.0004) == "p<0.001" and fmt_p(math.nan) == "p=n/a"
@@ -433,7 +433,7 @@ def test_nan_seed_counts_per_metric(tmp_path: Path):
 
 
 def test_torn_curves_are_dropped_with_a_note(exp: Path, tmp_path: Path):
-    from edgercnn.report import clean_curves
+    from edgercnn.reporting.report import clean_curves
 
     losses = exp / "sobel-p2" / "seed-1-losses.csv"
     lines = losses.read_text().splitlines()

@@ -1,4 +1,4 @@
-"""edgercnn.stats on hand-picked numbers: Welch's test against scipy and an independent formula,
+"""edgercnn.reporting.stats on hand-picked numbers: Welch's test against scipy and an independent formula,
 steps-to-target interpolation and the speed-up by hand."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from edgercnn.stats import speedup, steps_to_reach, welch
+from edgercnn.reporting.stats import speedup, steps_to_reach, welch
 
 A = [30.1, 31.5, 29.8]
 B = [27.0, 28.2, 26.9]

@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.recipes import recipe_values
-from edgercnn.results import SeedResult
-from edgercnn.rundir import RunDir
-from edgercnn.runner import Executor, RunJob
-from edgercnn.sweep import EXPERIMENTS_DIR, Experiment, experiment_names, parse_sets, plan, sweep
-from edgercnn.train import Trainer
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.config.recipes import recipe_values
+from edgercnn.reporting.results import SeedResult
+from edgercnn.training.rundir import RunDir
+from edgercnn.experiments.runner import Executor, RunJob
+from edgercnn.experiments.sweep import EXPERIMENTS_DIR, Experiment, experiment_names, parse_sets, plan, sweep
+from edgercnn.training.trainer import Trainer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PAPER = {  # experiment → its configurations, as scripts/run_*.sh trained them
@@ -117,7 +117,7 @@ def test_sweep_on_submitit_local_resumes_skips_and_reuses(tiny_shapes, tmp_path)
     where = dict(data=tiny_shapes, device="cpu", out_dir=tmp_path / "runs", results_dir=tmp_path / "results")
     runs = {(r.cfg.config_name(), r.cfg.seed): r for r in plan(Experiment.load(grid), **where)}
     # a finished seed (skipped) and a run killed after 2 of its 4 steps (resumed)
-    from edgercnn.pipeline import train_and_evaluate
+    from edgercnn.experiments.pipeline import train_and_evaluate
 
     train_and_evaluate(runs["baseline", 0].cfg, command="test")
     finished = SeedResult.of(runs["baseline", 0].cfg).csv.read_text()
@@ -196,7 +196,7 @@ def test_gpus_give_each_run_its_gpu(tiny_shapes, tmp_path):
 
 
 def test_a_unique_prefix_names_an_experiment():
-    from edgercnn.sweep import Experiment
+    from edgercnn.experiments.sweep import Experiment
 
     assert Experiment.load("table1").name == Experiment.load("table1_filters").name
     with pytest.raises(EdgeRCNNError, match="no such experiment"):

@@ -9,12 +9,12 @@ import torch
 
 from edgercnn.config import Config
 from edgercnn.data.sampling import StepBatchSampler, batch_keys
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.evaluate import METRICS
-from edgercnn.pipeline import evaluate_run, train_and_evaluate
-from edgercnn.report import report
-from edgercnn.rundir import LOSS_COLUMNS
-from edgercnn.train import Trainer
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.evaluation.evaluate import METRICS
+from edgercnn.experiments.pipeline import evaluate_run, train_and_evaluate
+from edgercnn.reporting.report import report
+from edgercnn.training.rundir import LOSS_COLUMNS
+from edgercnn.training.trainer import Trainer
 
 
 def tiny_cfg(data, tmp_path, **kw):

@@ -25,8 +25,8 @@ from cityscapesscripts.helpers.labels import labels as CS_LABELS, name2label
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
 from edgercnn.data.download import download_file, extract_zip, requests_open
 from edgercnn.data.manifest import check_owner, os_errors, relative_to, write_manifest
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.io import atomic_write_text
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.core.io import atomic_write_text
 
 EVAL_CLASSES = [l.name for l in CS_LABELS if l.hasInstances and not l.ignoreInEval]  # the 8 evaluated classes
 EXTRA_CLASSES = ["caravan", "trailer"]  # instance classes the authors' code also trained on

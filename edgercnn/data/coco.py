@@ -10,7 +10,7 @@ from typing import Any
 from edgercnn.data.coco_json import read_coco_json
 from edgercnn.data.download import download_file, extract_zip
 from edgercnn.data.manifest import check_owner, os_errors, relative_to, write_manifest
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError
 
 # md5 sums of the official archives (as published with many loaders, e.g. torchvision/gluoncv/mmdet scripts)
 COCO_ARCHIVES = {

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.io import atomic_write_text
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.core.io import atomic_write_text
 
 
 def mask_annotation(mask: np.ndarray, category_id: int, iscrowd: int = 0) -> dict[str, Any]:

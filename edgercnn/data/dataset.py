@@ -18,7 +18,7 @@ from pycocotools.coco import COCO
 from edgercnn.data.coco_json import read_coco_json, rle_sums
 from edgercnn.data.manifest import load_manifest, split_paths
 from edgercnn.data.transforms import boxes_to_canvas, build_transforms, canvas_geometry
-from edgercnn.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError
 
 #: Which val images an evaluation scores (config ``eval_images``): all, or only those with annotations
 #: (``annotated_only``; matterport's COCO evaluation, samples/coco/coco.py load_coco).

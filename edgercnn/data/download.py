@@ -22,8 +22,8 @@ from typing import Any, Callable
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from edgercnn.data.manifest import os_error_line
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.io import atomic_write_text
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.core.io import atomic_write_text
 
 OpenUrl = Callable[[str, dict], Any]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgercnn import __version__
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.io import atomic_write_text
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.core.io import atomic_write_text
 
 MANIFEST = "manifest.json"
 _FIX = "run edgercnn prepare shapes|cityscapes|coco --out DIR to (re)create it"

@@ -20,8 +20,8 @@ from PIL import Image
 
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
 from edgercnn.data.manifest import MANIFEST, manifest_name, os_errors, write_manifest
-from edgercnn.errors import EdgeRCNNError
-from edgercnn.io import atomic_write, atomic_write_text
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.core.io import atomic_write, atomic_write_text
 
 CLASSES = ["circle", "triangle", "square", "star"]
 SPLITS = ("train", "val")

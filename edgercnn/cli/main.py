@@ -1,0 +1,451 @@
+"""The `edgercnn` command line: options in, one library call out; no logic here."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from edgercnn import __version__
+from edgercnn.model.architecture import BACKBONES, NORMS
+from edgercnn.cli.prepare import app as prepare_app
+from edgercnn.core.errors import EdgeRCNNError, user_errors
+from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
+from edgercnn.model.optim import OPTIMIZERS
+
+app = typer.Typer(
+    help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(prepare_app, name="prepare")
+
+
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum for Typer from a vocabulary declared beside its implementation (values are the CLI spelling)."""
+    return Enum(name, {v.replace("-", "_").replace("+", "_"): v for v in values}, type=str)
+
+
+Smooth = _choices("Smooth", ("none", *SMOOTH_MODES))
+Formulation = _choices("Formulation", FORMULATIONS)
+Backbone = _choices("Backbone", BACKBONES)
+Norm = _choices("Norm", NORMS)
+Optimizer = _choices("Optimizer", OPTIMIZERS)
+
+
+class Format(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    latex = "latex"
+    csv = "csv"
+
+
+from edgercnn.cli.prepare import Debug  # noqa: E402  (one definition for all commands)
+
+
+def _console() -> Console:
+    """stdout Console; wide enough for the report tables when writing to a file or pipe (rich's default is 80)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgercnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Edge Agreement Loss for Mask R-CNN."""
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The invoked command rebuilt from the options the user gave (recorded next to every result)."""
+    import shlex
+
+    parts = ["edgercnn", ctx.info_name or ""]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name == "DEFAULT":
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "argument":
+            parts.append(shlex.quote(str(value)))
+        elif isinstance(value, bool):
+            flag = next((o for o in param.opts if o.startswith("--")), param.opts[0]) if value else \
+                next((o for o in param.secondary_opts), None)
+            if flag:
+                parts.append(flag)
+        else:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                item = item.value if isinstance(item, Enum) else item
+                parts += [param.opts[0], shlex.quote(str(item))]
+    return " ".join(parts)
+
+
+def _parse_canvas(value: Optional[str]) -> Optional[list[int]]:
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise EdgeRCNNError(f"--canvas {value!r}: expected WIDTHxHEIGHT, e.g. 1024x800") from None
+    return [w, h]
+
+
+def _parse_filters(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    names = [n.strip().lower() for v in values for n in v.replace("+", ",").split(",") if n.strip()]
+    return [] if names == ["none"] else names
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare` (holds "
+                                                      "manifest.json). Default: data/shapes.")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="A packaged preset (edgercnn recipes lists them): "
+                      "authors-coco / authors-cityscapes (the authors' matterport code), torchvision (the defaults); "
+                      "the --config file and these options override it key by key.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with config keys (snake_case); options given "
+                                                        "here override it; an unknown key is an error.")] = None,
+    filter: Annotated[Optional[list[str]], typer.Option(
+        "--filter", help=f"Edge filter(s): {', '.join(KERNELS)} (laplace = 8-neighbour, the paper's L; laplace4 = "
+                         "eq. 3); repeat or join with commas/+ to combine (sobel+laplace = the paper's S & L); "
+                         "`none` trains the plain Mask R-CNN baseline. Default: sobel.")] = None,
+    p: Annotated[Optional[float], typer.Option(help="Exponent of the L^p edge loss (section 5.2), >= 1. "
+                                                    "Default 2.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Weight of the edge loss (section 5.3). Default 1.")] = None,
+    smooth: Annotated[Optional[Smooth], typer.Option(help="Gaussian-smooth ground truth, prediction or both "
+                                                          "before the filters (section 5.6.1). Default none.")] = None,
+    magnitude: Annotated[Optional[bool], typer.Option("--magnitude/--no-magnitude", help="Add the gradient-"
+                         "magnitude channel of two-kernel filters (section 5.6.3).")] = None,
+    formulation: Annotated[Optional[Formulation], typer.Option(help="lp, or the weighted cross-entropy variants "
+                           "ce-product / ce-exp (section 5.6.3). Default lp.")] = None,
+    mask_size: Annotated[Optional[int], typer.Option(help="Mask head output 28 (torchvision) or 56 (one more "
+                                                          "2x upsampling; sections 5.4, 5.7). Default 28.")] = None,
+    backbone: Annotated[Optional[Backbone], typer.Option(help="resnet50, resnet101 (the authors') or small "
+                        "(resnet18-FPN with narrow heads, for CPU runs). Default resnet50.")] = None,
+    backbone_weights: Annotated[Optional[str], typer.Option(help="`imagenet` (torch hub cache), "
+                                "`imagenet-resnet50` (the ResNet-50 file by layer name, as the authors loaded "
+                                "theirs), a ResNet state_dict file, or unset for random initialisation.")] = None,
+    norm: Annotated[Optional[Norm], typer.Option(help="Normalisation in the ResNet (and FPN): frozen_bn (frozen "
+                    "batch norm, meant for ImageNet weights), frozen_stats_bn (frozen statistics, trainable scale/"
+                    "shift: the authors' code) or gn (GroupNorm in ResNet + FPN, trains from random weights). "
+                    "Default frozen_bn.")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help="sgd (momentum 0.9, the paper's) or adamw "
+                         "(beta1 = momentum). Default sgd.")] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear learning-rate warm-up from 0.001x over the "
+                            "first N steps; 0 = none. Default 0.")] = None,
+    canvas: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT the images are resized into (aspect kept) "
+                                                       "and zero-padded to. Default 1024x800.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Total steps; the paper's 40k/80k/40k stages are scaled "
+                                                      "proportionally. Default: the full 160k schedule.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the first stages; the last stage keeps "
+                                                     "its 1/10 ratio. Default 0.001.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step. Default 2.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes. Default 2.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N. Default auto.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="CUDA mixed precision.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Fixes initialisation, data order and flips. Default 0.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="Experiment name: results/<experiment>/...")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Config name (results/<experiment>/<name>/); derived from "
+                                                     "the edge settings when unset, e.g. sobel-p2.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Run folders go to <out-dir>/<experiment>/<name>/"
+                                                         "seed-<n>/. Default runs.")] = None,
+    results_dir: Annotated[Optional[Path], typer.Option(help="Per-seed result CSVs root. Default results.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every K steps (and at the end). "
+                                                                 "Default 1000.")] = None,
+    eval_at_end: Annotated[Optional[bool], typer.Option("--eval/--no-eval", help="Evaluate on the val split "
+                           "when training ends. Default on.")] = None,
+    eval_max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only "
+                               "(then no per-seed result CSV is written).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N steps during training (and at "
+                          "the last step): segm/boundary/bbox AP and val mask loss per evaluation in the run's "
+                          "evals.csv, for convergence curves and speed-up in `report`. Default 0 = never.")] = None,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Stop on a malformed annotation "
+                      "(bad polygon, zero-area box, unknown category) instead of skipping it with a count.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in its folder from its last checkpoint "
+                                              "(starts fresh when there is none).")] = False,
+    debug: Debug = False,
+) -> None:
+    """Train Mask R-CNN with the Edge Agreement Loss (or the baseline), then evaluate it."""
+    from edgercnn.config import load_config
+    from edgercnn.experiments.pipeline import train_and_evaluate
+
+    with user_errors(debug):
+        overrides = {
+            "recipe": recipe, "data": str(data) if data else None, "filters": _parse_filters(filter), "p": p,
+            "alpha": alpha, "smooth": smooth.value if smooth else None,
+            "magnitude": magnitude, "formulation": formulation.value if formulation else None,
+            "mask_size": mask_size, "backbone": backbone.value if backbone else None,
+            "backbone_weights": backbone_weights, "norm": norm.value if norm else None,
+            "optimizer": optimizer.value if optimizer else None, "warmup_steps": warmup_steps, "canvas": _parse_canvas(canvas), "steps": steps, "lr": lr,
+            "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "seed": seed,
+            "experiment": experiment, "name": name, "out_dir": str(out_dir) if out_dir else None,
+            "results_dir": str(results_dir) if results_dir else None, "checkpoint_every": checkpoint_every,
+            "eval_at_end": eval_at_end, "eval_max_images": eval_max_images, "eval_every": eval_every,
+            "strict": strict,
+        }
+        cfg = load_config(config, overrides)
+        run_dir, metrics, csv_path = train_and_evaluate(cfg, resume=resume, command=command_line(ctx))
+        if metrics is not None:
+            typer.echo(f"segm AP {metrics['segm_AP']:.2f}  bbox AP {metrics['bbox_AP']:.2f}  "
+                       f"val mask loss {metrics['val_loss_mask']:.4f}  → {csv_path}")
+
+
+@app.command()
+def recipes(
+    name: Annotated[Optional[str], typer.Argument(help="A recipe to show key by key with the source of each value; "
+                                                       "leave out to list them.")] = None,
+    debug: Debug = False,
+) -> None:
+    """List the packaged recipes (presets of config keys for `train --recipe`), or show one."""
+    from edgercnn.config.recipes import print_recipe, print_recipes
+
+    with user_errors(debug):
+        if name is None:
+            print_recipes(_console())
+        else:
+            print_recipe(name, _console())
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder: <out-dir>/<experiment>/<config>/seed-<n>. "
+                                                           "Leave out with --detections.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda; default: the run's.")] = None,
+    max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only (then no "
+                                                           "per-seed result CSV is written).")] = None,
+    detections: Annotated[Optional[Path], typer.Option(help="Score this COCO results JSON (from any detector: "
+                          "detectron2, mmdetection, ours) instead of a run; needs --data.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="With --detections: the dataset folder (made by edgercnn "
+                                                      "prepare) whose ground truth scores them.")] = None,
+    split: Annotated[str, typer.Option(help="With --detections: the split of --data.")] = "val",
+    out: Annotated[Optional[Path], typer.Option(help="With --detections: where to write the metrics JSON. "
+                                                     "Default: <detections stem>-metrics.json beside it.")] = None,
+    debug: Debug = False,
+) -> None:
+    """COCO segm/boundary/bbox AP and the mean validation mask loss of a run (writes metrics.json, detections.json
+    and, for a finished run on the whole val split, the per-seed results CSV), or the AP of any detections file."""
+    from edgercnn.experiments.pipeline import evaluate_run, score_detections
+
+    with user_errors(debug):
+        if detections is not None:
+            if run_dir is not None or data is None:
+                raise EdgeRCNNError("--detections: pass --data DIR (the dataset the detections are for) and no "
+                                    "RUN_DIR")
+            metrics, path = score_detections(detections, data, split, out)
+            csv_path = None
+        elif run_dir is None:
+            raise EdgeRCNNError("eval: pass a RUN_DIR, or --detections FILE --data DIR")
+        else:
+            metrics, csv_path = evaluate_run(run_dir, device=device, max_images=max_images)
+            path = None
+        typer.echo(" ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
+        for written in (path, csv_path):
+            if written is not None:
+                typer.echo(f"→ {written}")
+
+
+@app.command()
+def report(
+    exp_dir: Annotated[Path, typer.Argument(help="An experiment folder: results/<experiment>.")],
+    format: Annotated[Format, typer.Option("--format", help="table (rich), markdown, latex or csv.")] = Format.table,
+    compare: Annotated[Optional[Path], typer.Option(help="A reference CSV (e.g. results/paper/table1_filters.csv) "
+                                                         "to print beside ours.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Config name to compare against. Default: `baseline`.")]
+    = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Folder for the loss-curve PNG. Default: EXP_DIR.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Mean ± std over seeds per config, change vs. the baseline, and Figure-4-style loss plots."""
+    from edgercnn.reporting.report import report as build_report
+
+    with user_errors(debug):
+        build_report(exp_dir, fmt=format.value, compare=compare, baseline=baseline, plot_dir=plots,
+                     console=_console())
+
+
+@app.command()
+def reproduce(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="Shapes dataset folder; made with the defaults if missing.")]
+    = Path("data/shapes"),
+    seeds: Annotated[int, typer.Option(help="Seeds per config (0..N-1).")] = 3,
+    quick: Annotated[bool, typer.Option(help="Smoke check: the same pipeline with 500 steps and 4 evaluations per run (under 10 min "
+                                             "on 2 cores); results go to <results-dir>/shapes-quick and are not "
+                                             "compared with the reference.")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps per run (default 2500, or 500 with --quick): "
+                                                      "all layers, AdamW lr 0.001 with 200 warm-up steps, x0.1 for "
+                                                      "the last 20 %.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="<results-dir>/<experiment>/ gets the per-seed CSVs. "
+                                                           "Default shapes (shapes-quick with --quick).")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Run folders root.")] = Path("runs/reproduce"),
+    results_dir: Annotated[Path, typer.Option(help="Results root for your runs (the committed reference under "
+                                                   "results/ is not touched).")] = Path("runs/reproduce/results"),
+    reference: Annotated[Optional[Path], typer.Option(help="Committed results to compare yours with (Welch test "
+                                                           "per metric). Default results/shapes.")]
+    = Path("results/shapes"),
+    jobs: Annotated[Optional[int], typer.Option(help="Runs trained at once, each in its own process with the "
+                                                     "cores split between them (on 2 cores, 2 jobs of 1 thread "
+                                                     "train about 2x faster than 1 job of 2). Default: the number "
+                                                     "of cores.")] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader workers per run.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    debug: Debug = False,
+) -> None:
+    """The README's main command: baseline vs. sobel/p=2 on shapes (small CPU preset, 128x128), N seeds, with
+    convergence curves, speed-up, significance and a comparison against the committed results.
+
+    Finished seeds are skipped and unfinished runs resumed, so it can be re-run after an interruption.
+    """
+    from edgercnn.experiments.reproduce import reproduce as run_reproduce
+
+    with user_errors(debug):
+        run_reproduce(data=data, seeds=seeds, steps=steps, quick=quick, experiment=experiment, out_dir=out_dir,
+                      results_dir=results_dir, reference=reference, jobs=jobs, workers=workers, device=device,
+                      console=_console(), command=command_line(ctx))
+
+
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="An experiment (edgercnn sweep --list), e.g. table1_filters, "
+                                                       "or an experiment YAML file.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the packaged experiments and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan (done/reuse/evaluate/resume/new and the equivalent "
+                                               "edgercnn train command per run) and exit.")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder. Default data/<the experiment's dataset>.")]
+    = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, comma-separated (e.g. 0 for the paper's single "
+                                                      "runs). Default: the experiment's (0,1,2).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N for every run (--gpus assigns one GPU "
+                                             "per run instead).")] = "auto",
+    gpus: Annotated[Optional[str], typer.Option(help="Local GPUs, comma-separated: one run per GPU at a time "
+                                                     "(each run sees only its GPU: CUDA_VISIBLE_DEVICES).")] = None,
+    jobs: Annotated[int, typer.Option(help="Without --gpus: runs at a time on this machine, each in its own "
+                                           "process (1: one after the other in this process).")] = 1,
+    executor: Annotated[str, typer.Option(help="local (this machine), slurm (submitit: one job per run, requeued "
+                                               "on preemption) or submitit-local (the Slurm path on this "
+                                               "machine).")] = "local",
+    partition: Annotated[Optional[str], typer.Option(help="Slurm partition (with --executor slurm).")] = None,
+    time: Annotated[int, typer.Option("--time", help="Slurm time limit per job in minutes; a run that hits it "
+                                                     "is requeued and resumes.")] = 4320,
+    gpus_per_run: Annotated[int, typer.Option(help="Slurm: GPUs per run (more than 1: DDP, one process per "
+                                                   "GPU).")] = 1,
+    cpus_per_run: Annotated[int, typer.Option(help="Slurm: CPUs per process (data-loader workers).")] = 8,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Config override KEY=VALUE for every run "
+                                                                    "(repeatable), e.g. --set steps=1000.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Run folders root.")] = Path("runs"),
+    results_dir: Annotated[Path, typer.Option(help="Per-seed result CSVs root.")] = Path("results"),
+    debug: Debug = False,
+) -> None:
+    """Run a paper experiment (a grid of configs x seeds from edgercnn/experiments/): skips finished seeds, reuses
+    identical configs of other experiments, resumes unfinished runs, and ends with the report against the paper."""
+    from edgercnn.experiments.runner import Executor
+    from edgercnn.experiments.sweep import list_experiments, parse_sets, sweep as run_sweep
+
+    with user_errors(debug):
+        if list_:
+            list_experiments(_console())
+            return
+        if name is None:
+            raise EdgeRCNNError("sweep: pass an experiment name (see edgercnn sweep --list) or a YAML file")
+        try:
+            seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else None
+            gpu_list = tuple(int(g) for g in gpus.split(",")) if gpus else ()
+        except ValueError:
+            raise EdgeRCNNError("--seeds/--gpus: expected comma-separated integers, e.g. 0,1,2") from None
+        ex = Executor(kind=executor, jobs=jobs, gpus=gpu_list, partition=partition, time_min=time,
+                      gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+        run_sweep(name, executor=ex, dry_run=dry_run, data=data, seeds=seed_list, device=device, out_dir=out_dir,
+                  results_dir=results_dir, overrides=parse_sets(set_), console=_console(),
+                  command=command_line(ctx))
+
+
+def _parse_ids(value: Optional[str]) -> Optional[list[int]]:
+    if not value:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise EdgeRCNNError(f"--image-ids {value!r}: expected comma-separated image ids, e.g. 3,7") from None
+
+
+@app.command()
+def visualize(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders to compare, one column "
+                                                   "each (e.g. a baseline and an edge-loss run of the same dataset).")],
+    images: Annotated[int, typer.Option(help="Rows: N images with at least one instance, spread evenly over the "
+                                             "split by id (with --crop: N ground-truth instances).")] = 4,
+    image_ids: Annotated[Optional[str], typer.Option(help="Comma-separated image ids instead of --images, e.g. 3,7 "
+                                                          "(with --crop: all their instances).")] = None,
+    split: Annotated[str, typer.Option(help="Split of the dataset to show.")] = "val",
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder; default: the first run's (every run is "
+                                                      "checked against it).")] = None,
+    crop: Annotated[bool, typer.Option(help="One row per ground-truth instance, cropped and enlarged, with each "
+                                            "run's best-IoU prediction: the differences live at the boundary.")]
+    = False,
+    score_threshold: Annotated[float, typer.Option(help="Show predictions with at least this score (the run's "
+                                                        "eval_score_threshold, 0.05 by default, applies first).")]
+    = 0.5,
+    out: Annotated[Path, typer.Option(help="Figure file: .png or .pdf.")] = Path("visualize.png"),
+    device: Annotated[str, typer.Option(help="cpu (enough for a handful of images) or cuda.")] = "cpu",
+    debug: Debug = False,
+) -> None:
+    """Predicted masks of runs side by side on the same images, ground truth outlined (the paper's Figure 5)."""
+    from edgercnn.reporting.visualize import visualize_runs
+
+    with user_errors(debug):
+        path = visualize_runs(run_dirs, out, images=images, image_ids=_parse_ids(image_ids), split=split, data=data,
+                              crop=crop, score_threshold=score_threshold, device=device)
+        typer.echo(f"→ {path}")
+
+
+@app.command("visualize-edges")
+def visualize_edges(
+    image_id: Annotated[int, typer.Option(help="Image id (as in the dataset's COCO JSON).")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare`; default: the "
+                                                      "--run's.")] = None,
+    instance: Annotated[int, typer.Option(help="Ground-truth instance of the image (0, 1, ... in annotation "
+                                               "order).")] = 0,
+    filter: Annotated[Optional[list[str]], typer.Option(
+        "--filter", help=f"Edge filter(s): {', '.join(KERNELS)}; repeat or join with +. Default: the run's, "
+                         "else sobel.")] = None,
+    mask_size: Annotated[Optional[int], typer.Option(help="RoI mask size 28 or 56. Default: the run's, else 28.")]
+    = None,
+    run: Annotated[Optional[Path], typer.Option(help="A run folder: adds its predicted probabilities for the RoI, "
+                                                     "their responses and the per-pixel |ΔE|^p.")] = None,
+    p: Annotated[Optional[float], typer.Option(help="Exponent of |ΔE|^p. Default: the run's, else 2.")] = None,
+    smooth: Annotated[Optional[Smooth], typer.Option(help="Gaussian-smooth gt/pred/both before the filters (the "
+                                                          "paper's Figure 7). Default: the run's.")] = None,
+    magnitude: Annotated[Optional[bool], typer.Option("--magnitude/--no-magnitude", help="Count the gradient "
+                         "magnitude in |ΔE|^p. Default: the run's.")] = None,
+    split: Annotated[str, typer.Option(help="Split of the dataset.")] = "val",
+    canvas: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT canvas. Default: the run's, else "
+                                                       "1024x800.")] = None,
+    out: Annotated[Path, typer.Option(help="Figure file: .png or .pdf.")] = Path("edges.png"),
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    debug: Debug = False,
+) -> None:
+    """One ground-truth instance as the edge loss sees it (the paper's Figures 3 and 7): RoI-aligned target, filter
+    responses and, with --run, the predicted mask, its responses and the per-pixel |ΔE|^p."""
+    from edgercnn.reporting.visualize import visualize_edges as run_visualize_edges
+
+    with user_errors(debug):
+        path, _ = run_visualize_edges(data, image_id, out, instance=instance, filters=_parse_filters(filter),
+                                      mask_size=mask_size, run_dir=run, p=p, smooth=smooth.value if smooth else None,
+                                      magnitude=magnitude, split=split, canvas=_parse_canvas(canvas), device=device)
+        typer.echo(f"→ {path}")

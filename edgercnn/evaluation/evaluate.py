@@ -1,0 +1,112 @@
+"""Evaluation: inference on the val split → COCO results JSON → segm/bbox/boundary AP + mean val mask loss.
+
+Predictions come out at canvas resolution; they are mapped back to the original image by the inverse of the data
+pipeline's canvas mapping (``edgercnn.data.transforms.to_original``) before scoring against the original
+annotations.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+from edgercnn.evaluation.cityscapesmetrics import CITYSCAPES_METRICS, cityscapes_metrics, gt_folder
+from edgercnn.evaluation.cocometrics import METRICS as COCO_METRICS, coco_metrics
+from edgercnn.config import Config
+from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
+from edgercnn.data.transforms import to_original
+from edgercnn.core.errors import worker_errors
+from edgercnn.core.io import atomic_write_json
+
+NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm,
+              torch.nn.LayerNorm)
+#: What an evaluation measures: COCO segm/bbox/boundary AP (``edgercnn.evaluation.cocometrics``) and the paper's mask-quality
+#: measure, the mean mask loss on val data.
+METRICS = (*COCO_METRICS, "val_loss_mask")
+
+
+def metric_names(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The result-CSV metric columns of an evaluation: ``METRICS``, plus the official Cityscapes ones
+    (``cityscapesmetrics.CITYSCAPES_METRICS``) when it was on a Cityscapes dataset."""
+    return METRICS + tuple(m for m in CITYSCAPES_METRICS if m in metrics)
+
+
+def coco_results(image_id: int, pred: dict[str, Any], label_to_cat_id: dict[int, int]) -> list[dict[str, Any]]:
+    """COCO results-format entries (bbox xywh + RLE segmentation) for one image."""
+    out = []
+    if len(pred["scores"]) == 0:
+        return out
+    rles = mask_util.encode(np.asfortranarray(pred["masks"].numpy().transpose(1, 2, 0)))
+    for box, score, label, rle in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist(),
+                                      rles):
+        rle["counts"] = rle["counts"].decode("ascii")
+        x0, y0, x1, y1 = box
+        out.append({"image_id": int(image_id), "category_id": int(label_to_cat_id[int(label)]),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score), "segmentation": rle})
+    return out
+
+
+def loss_mode(model: torch.nn.Module) -> None:
+    """Training mode (the heads return losses) with every normalisation layer in eval mode, so that a loss
+    pass on val data updates no running statistics or any other buffer."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, NORM_TYPES):
+            m.eval()
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
+                   max_images: int | None = None, console: Console | None = None,
+                   show_progress: bool = True) -> tuple[dict[str, float], list]:
+    """Metrics dict (COCO + ``val_loss_mask``, + ``CITYSCAPES_METRICS`` on Cityscapes) and the COCO results list
+    of ``model`` on the val split."""
+    console = console or Console(stderr=True)
+    dataset = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False,
+                                  max_images=max_images if max_images is not None else cfg.eval_max_images,
+                                  strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim,
+                                  annotated_only=cfg.eval_images == "annotated")
+    report_skipped(dataset, console)
+    warn_if_empty(dataset, console)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
+    results: list[dict[str, Any]] = []
+    mask_losses: list[float] = []
+    was_training = model.training
+    rng = torch.get_rng_state()
+    torch.manual_seed(cfg.seed)  # RoI sampling of the loss pass: same every evaluation
+    with worker_errors(), Progress(console=console, transient=True,  # worker_errors: one line from a worker too
+                                   disable=not (show_progress and console.is_terminal)) as progress:
+        task = progress.add_task("evaluating", total=len(dataset))
+        for images, targets in loader:
+            images = [im.to(device) for im in images]
+            # The paper's mask-quality measure (section 5): the mask loss on val data, training-mode heads.
+            loss_mode(model)
+            losses = model(images, [{k: v.to(device) for k, v in t.items()} for t in targets])
+            mask_losses.append(float(losses["loss_mask"]))
+            model.eval()
+            for pred, target in zip(model(images), targets):
+                orig = to_original(pred, float(target["scale"]), tuple(int(x) for x in target["pad"]),
+                                   tuple(int(x) for x in target["orig_size"]))
+                results.extend(coco_results(int(target["image_id"]), orig, dataset.label_to_cat_id))
+            progress.advance(task, len(images))
+    torch.set_rng_state(rng)
+    model.train(was_training)
+    metrics = coco_metrics(dataset.coco.dataset, results, dataset.ids)
+    gt_dir = gt_folder(dataset.manifest, "val")
+    if gt_dir is not None:  # a Cityscapes dataset: the official metric too
+        metrics.update(cityscapes_metrics(dataset.coco.dataset, results, dataset.ids, gt_dir))
+    metrics["val_loss_mask"] = float(np.mean(mask_losses)) if mask_losses else math.nan
+    metrics["val_images"] = len(dataset)
+    return metrics, results
+
+
+def save_detections(results: list[dict[str, Any]], path: Path) -> None:
+    atomic_write_json(path, results, indent=None)
