@@ -25,15 +25,6 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cityscapes"
 STEM = "frankfurt/frankfurt_000000_000294"
 
 
-@pytest.fixture
-def cs_root(tmp_path):
-    root = tmp_path / "cityscapes"
-    shutil.copytree(FIXTURE, root)
-    for p in root.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    return root
-
-
 def _ids_png(root):
     return root / "gtFine/val" / f"{STEM}_gtFine_instanceIds.png"
 

@@ -28,7 +28,6 @@ from edgercnn.training.builder import build_model
 from edgercnn.config.recipes import load_recipe, recipe_names, recipe_values
 
 runner = CliRunner()
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cityscapes"
 
 
 def small(**kw) -> Config:
@@ -205,8 +204,8 @@ def test_authors_recipes_values():
 def test_recipe_precedence_recipe_then_file_then_options(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"recipe": "authors-cityscapes", "batch_size": 8, "backbone": "resnet101"}))
-    cfg = load_config(path, {"backbone": "small"})
-    assert (cfg.recipe, cfg.batch_size, cfg.backbone, cfg.resize) == ("authors-cityscapes", 8, "small", "square")
+    cfg = load_config(path, {"backbone": "resnet50"})
+    assert (cfg.recipe, cfg.batch_size, cfg.backbone, cfg.resize) == ("authors-cityscapes", 8, "resnet50", "square")
     cfg = load_config(path, {"recipe": "torchvision"})  # an option's recipe replaces the file's
     assert (cfg.recipe, cfg.resize, cfg.batch_size) == ("torchvision", "fit", 8)
     assert recipe_values("authors-coco")["recipe"] == "authors-coco"
@@ -237,15 +236,6 @@ def test_resolved_config_saved_with_the_recipe_shows_every_value(tmp_path):
 
 
 # ---------------------------------------------------------------- Cityscapes
-
-@pytest.fixture
-def cs_root(tmp_path):
-    root = tmp_path / "cityscapes"
-    shutil.copytree(FIXTURE, root)
-    for p in root.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    return root
-
 
 def test_prepare_cityscapes_box_area_and_dropped_crowd(cs_root):
     from edgercnn.data.cityscapes import convert_cityscapes
@@ -286,6 +276,55 @@ def test_official_cityscapes_metric_is_100_on_ground_truth(cs_root):
                                                                            "cityscapes_AP50": 0.0}
     assert sorted(p.name for p in Path.cwd().iterdir()) == before  # nothing written here
     assert gt_folder({**manifest, "name": "coco"}, "val") is None
+
+
+def test_official_cityscapes_ap_depends_on_the_score_order(cs_root):
+    """Two cars (the fixture's only ground truth of >= 100 pixels, the script's minimum region) predicted exactly,
+    and one false positive car (the persons' pixels, not void). The script's AP per overlap (0.5:0.95, all alike
+    here: the true masks have IoU 1, the false one 0) integrates precision stepwise over recall: with (precision,
+    recall) per score threshold from the lowest, the artificial point (1, 0) last, and step widths
+    (r[i-1] - r[i+1]) / 2 (r[-1] = r[0], r[n] = 0):
+    - false positive ranked last:   P = (2/3, 1, 1, 1),   R = (1, 1, .5, 0),  widths (0, .25, .5, .25)  → AP 1
+    - ranked between the two cars:  P = (2/3, .5, 1, 1),  R = (1, .5, .5, 0), widths (.25, .25, .25, .25)
+      → AP = 2/3·.25 + .5·.25 + .25 + .25 = 19/24
+    - ranked first:                 P = (2/3, .5, 0, 1),  R = (1, .5, 0, 0),  widths (.25, .5, .25, 0)
+      → AP = 2/3·.25 + .5·.5 = 5/12
+    Only car has ground truth the script counts (the persons are under 100 pixels), so the mean over classes is
+    the car's AP."""
+    import pycocotools.mask as mask_util
+
+    from edgercnn.data.cityscapes import convert_cityscapes
+    from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
+    from edgercnn.data.manifest import load_manifest
+
+    convert_cityscapes(cs_root, progress=False, workers=1)
+    gt_dir = gt_folder(load_manifest(cs_root), "val")
+    gt = json.loads((cs_root / "edgercnn/instances_val.json").read_text())
+    names = {c["name"]: c["id"] for c in gt["categories"]}
+    anns = [a for a in gt["annotations"] if not a["iscrowd"]]
+    cars = sorted((a for a in anns if a["category_id"] == names["car"] and a["area"] >= 100), key=lambda a: a["area"])
+    persons = [a for a in anns if a["category_id"] == names["person"]]
+    assert len(cars) == 2 and persons and all(a["area"] < 100 for a in persons)
+
+    def rle(seg):
+        return {"size": seg["size"], "counts": seg["counts"].encode() if isinstance(seg["counts"], str) else
+                seg["counts"]}
+
+    false_car = mask_util.merge([rle(a["segmentation"]) for a in persons], intersect=False)
+    false_car["counts"] = false_car["counts"].decode("ascii")
+
+    def ap(car_scores, false_score):
+        results = [{"image_id": a["image_id"], "category_id": names["car"], "score": s,
+                    "segmentation": a["segmentation"]} for a, s in zip(cars, car_scores)]
+        results.append({"image_id": cars[0]["image_id"], "category_id": names["car"], "score": false_score,
+                        "segmentation": false_car})
+        metrics = cityscapes_metrics(gt, results, [cars[0]["image_id"]], gt_dir)
+        assert metrics["cityscapes_AP"] == pytest.approx(metrics["cityscapes_AP50"])  # IoU 1 or 0: every overlap alike
+        return metrics["cityscapes_AP"]
+
+    assert ap((0.9, 0.8), 0.3) == pytest.approx(100.0)
+    assert ap((0.9, 0.3), 0.5) == pytest.approx(100 * 19 / 24)
+    assert ap((0.8, 0.3), 0.9) == pytest.approx(100 * 5 / 12)
 
 
 def test_eval_detections_on_cityscapes_reports_the_official_metric(cs_root, tmp_path):
@@ -438,8 +477,8 @@ def test_imagenet_resnet50_by_layer_name_into_resnet101(tmp_path, monkeypatch):
     assert torch.equal(body.layer3[5].conv2.weight, ref.layer3[5].conv2.weight)  # matterport's res4f
     assert torch.equal(body.layer4[2].bn3.running_var, ref.layer4[2].bn3.running_var)
     assert len(body.layer3) == 23  # layer3.6-22 (res4g-res4w) keep their initialisation
-    with pytest.raises(EdgeRCNNError, match="does not match resnet18"):
-        build_model(small(backbone_weights="imagenet-resnet50"))
+    with pytest.raises(ValueError, match="fits only the bottleneck ResNets.*not backbone small"):
+        build_model(small(backbone_weights="imagenet-resnet50"))  # refused by the config, before any download
 
 
 def test_torchvision_roi_heads_seams_used_by_the_authors_options():

@@ -21,7 +21,7 @@ from edgercnn.experiments.sweep import EXPERIMENTS_DIR, Experiment, experiment_n
 from edgercnn.training.trainer import Trainer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-PAPER = {  # experiment → its configurations, as scripts/run_*.sh trained them
+PAPER = {  # experiment → its configurations (the paper's tables and sections)
     "table1_filters": ["baseline", "sobel-p2", "prewitt-p2", "kayyali-p2", "roberts-p2", "laplace-p2",
                        "sobel+laplace-p2"],
     "table2_p": ["baseline", "sobel-p1", "sobel-p2", "sobel-p3", "sobel-p4"],
@@ -199,5 +199,5 @@ def test_a_unique_prefix_names_an_experiment():
     from edgercnn.experiments.sweep import Experiment
 
     assert Experiment.load("table1").name == Experiment.load("table1_filters").name
-    with pytest.raises(EdgeRCNNError, match="no such experiment"):
-        Experiment.load("table")  # table1_filters, table2_p, ...: ambiguous
+    with pytest.raises(EdgeRCNNError, match=r"matches several experiments \(table1_filters, table2_p"):
+        Experiment.load("table")  # ambiguous: the candidates are named

@@ -19,10 +19,10 @@ from edgercnn.data.cityscapes import convert_cityscapes
 from edgercnn.data.transforms import to_original
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.reporting.figures import comparison_figure, edges_figure
-from edgercnn.model.losses import EdgeLoss, edge_maps, gaussian_smooth
+from edgercnn.model.losses import EdgeLoss, channel_names, edge_maps, gaussian_smooth
 from edgercnn.experiments.pipeline import train_and_evaluate
 from edgercnn.reporting.visualize import (
-    channel_names, check_same_data, choose_rows, comparison_panels, crop_window, edge_arrays, load_run, mask_iou,
+    check_same_data, choose_rows, comparison_panels, crop_window, edge_arrays, load_run, mask_iou,
     open_dataset, roi_probability, roi_target, spread, visualize_edges,
 )
 from torchvision.models.detection.roi_heads import project_masks_on_boxes

@@ -12,9 +12,11 @@ from rich.console import Console
 from edgercnn import __version__
 from edgercnn.model.architecture import BACKBONES, NORMS
 from edgercnn.cli.prepare import app as prepare_app
+from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, format_command, parse_canvas, parse_filters
 from edgercnn.core.errors import EdgeRCNNError, user_errors
 from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
 from edgercnn.model.optim import OPTIMIZERS
+from edgercnn.experiments.reproduce import DATASETS
 
 app = typer.Typer(
     help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",
@@ -22,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-app.add_typer(prepare_app, name="prepare")
+app.add_typer(prepare_app, name="prepare", short_help="Download or convert a dataset into the edgercnn layout.")
 
 
 def _choices(name: str, values) -> type[Enum]:
@@ -30,11 +32,12 @@ def _choices(name: str, values) -> type[Enum]:
     return Enum(name, {v.replace("-", "_").replace("+", "_"): v for v in values}, type=str)
 
 
-Smooth = _choices("Smooth", ("none", *SMOOTH_MODES))
+Smooth = _choices("Smooth", (NONE, *SMOOTH_MODES))
 Formulation = _choices("Formulation", FORMULATIONS)
 Backbone = _choices("Backbone", BACKBONES)
 Norm = _choices("Norm", NORMS)
 Optimizer = _choices("Optimizer", OPTIMIZERS)
+Dataset = _choices("Dataset", DATASETS)
 
 
 class Format(str, Enum):
@@ -71,8 +74,6 @@ def main(
 
 def command_line(ctx: typer.Context) -> str:
     """The invoked command rebuilt from the options the user gave (recorded next to every result)."""
-    import shlex
-
     parts = ["edgercnn", ctx.info_name or ""]
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
@@ -80,7 +81,7 @@ def command_line(ctx: typer.Context) -> str:
             continue
         value = ctx.params[param.name]
         if param.param_type_name == "argument":
-            parts.append(shlex.quote(str(value)))
+            parts.append(str(value))
         elif isinstance(value, bool):
             flag = next((o for o in param.opts if o.startswith("--")), param.opts[0]) if value else \
                 next((o for o in param.secondary_opts), None)
@@ -89,28 +90,36 @@ def command_line(ctx: typer.Context) -> str:
         else:
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 item = item.value if isinstance(item, Enum) else item
-                parts += [param.opts[0], shlex.quote(str(item))]
-    return " ".join(parts)
+                parts += [param.opts[0], str(item)]
+    return format_command(parts)
+
+
+def train_overrides(ctx: typer.Context) -> dict:
+    """The config keys of ``edgercnn train``'s options (``values.TRAIN_KEYS``, each read from its option
+    ``values.flag(key)``), None where not given; text forms (canvas, filters) parsed by the config layer."""
+    param_of = {opt: param.name for param in ctx.command.params for opt in param.opts}
+    overrides = {}
+    for key in TRAIN_KEYS:
+        value = ctx.params[param_of[flag(key)]]
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, Path):
+            value = str(value)
+        overrides[key] = value
+    overrides["filters"] = _parse_filters(overrides["filters"])
+    overrides["canvas"] = _parse_canvas(overrides["canvas"])
+    return overrides
 
 
 def _parse_canvas(value: Optional[str]) -> Optional[list[int]]:
-    if value is None:
-        return None
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise EdgeRCNNError(f"--canvas {value!r}: expected WIDTHxHEIGHT, e.g. 1024x800") from None
-    return [w, h]
+    return None if value is None else parse_canvas(value, flag("canvas"))
 
 
 def _parse_filters(values: Optional[list[str]]) -> Optional[list[str]]:
-    if not values:
-        return None
-    names = [n.strip().lower() for v in values for n in v.replace("+", ",").split(",") if n.strip()]
-    return [] if names == ["none"] else names
+    return parse_filters(values) if values else None
 
 
-@app.command()
+@app.command(short_help="Train Mask R-CNN with the edge loss (or the baseline).")
 def train(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare` (holds "
@@ -121,7 +130,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option(help="YAML file with config keys (snake_case); options given "
                                                         "here override it; an unknown key is an error.")] = None,
     filter: Annotated[Optional[list[str]], typer.Option(
-        "--filter", help=f"Edge filter(s): {', '.join(KERNELS)} (laplace = 8-neighbour, the paper's L; laplace4 = "
+        flag("filters"), help=f"Edge filter(s): {', '.join(KERNELS)} (laplace = 8-neighbour, the paper's L; laplace4 = "
                          "eq. 3); repeat or join with commas/+ to combine (sobel+laplace = the paper's S & L); "
                          "`none` trains the plain Mask R-CNN baseline. Default: sobel.")] = None,
     p: Annotated[Optional[float], typer.Option(help="Exponent of the L^p edge loss (section 5.2), >= 1. "
@@ -129,7 +138,7 @@ def train(
     alpha: Annotated[Optional[float], typer.Option(help="Weight of the edge loss (section 5.3). Default 1.")] = None,
     smooth: Annotated[Optional[Smooth], typer.Option(help="Gaussian-smooth ground truth, prediction or both "
                                                           "before the filters (section 5.6.1). Default none.")] = None,
-    magnitude: Annotated[Optional[bool], typer.Option("--magnitude/--no-magnitude", help="Add the gradient-"
+    magnitude: Annotated[Optional[bool], typer.Option(bool_flags("magnitude"), help="Add the gradient-"
                          "magnitude channel of two-kernel filters (section 5.6.3).")] = None,
     formulation: Annotated[Optional[Formulation], typer.Option(help="lp, or the weighted cross-entropy variants "
                            "ce-product / ce-exp (section 5.6.3). Default lp.")] = None,
@@ -157,7 +166,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Images per step. Default 2.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes. Default 2.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N. Default auto.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="CUDA mixed precision.")] = None,
+    amp: Annotated[Optional[bool], typer.Option(bool_flags("amp"), help="CUDA mixed precision.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Fixes initialisation, data order and flips. Default 0.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="Experiment name: results/<experiment>/...")] = None,
     name: Annotated[Optional[str], typer.Option(help="Config name (results/<experiment>/<name>/); derived from "
@@ -167,14 +176,14 @@ def train(
     results_dir: Annotated[Optional[Path], typer.Option(help="Per-seed result CSVs root. Default results.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every K steps (and at the end). "
                                                                  "Default 1000.")] = None,
-    eval_at_end: Annotated[Optional[bool], typer.Option("--eval/--no-eval", help="Evaluate on the val split "
+    eval_at_end: Annotated[Optional[bool], typer.Option(bool_flags("eval_at_end"), help="Evaluate on the val split "
                            "when training ends. Default on.")] = None,
     eval_max_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N val images only "
                                "(then no per-seed result CSV is written).")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N steps during training (and at "
                           "the last step): segm/boundary/bbox AP and val mask loss per evaluation in the run's "
                           "evals.csv, for convergence curves and speed-up in `report`. Default 0 = never.")] = None,
-    strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Stop on a malformed annotation "
+    strict: Annotated[Optional[bool], typer.Option(bool_flags("strict"), help="Stop on a malformed annotation "
                       "(bad polygon, zero-area box, unknown category) instead of skipping it with a count.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in its folder from its last checkpoint "
                                               "(starts fresh when there is none).")] = False,
@@ -182,46 +191,40 @@ def train(
 ) -> None:
     """Train Mask R-CNN with the Edge Agreement Loss (or the baseline), then evaluate it."""
     from edgercnn.config import load_config
+    from edgercnn.evaluation.evaluate import metric_summary
     from edgercnn.experiments.pipeline import train_and_evaluate
 
     with user_errors(debug):
-        overrides = {
-            "recipe": recipe, "data": str(data) if data else None, "filters": _parse_filters(filter), "p": p,
-            "alpha": alpha, "smooth": smooth.value if smooth else None,
-            "magnitude": magnitude, "formulation": formulation.value if formulation else None,
-            "mask_size": mask_size, "backbone": backbone.value if backbone else None,
-            "backbone_weights": backbone_weights, "norm": norm.value if norm else None,
-            "optimizer": optimizer.value if optimizer else None, "warmup_steps": warmup_steps, "canvas": _parse_canvas(canvas), "steps": steps, "lr": lr,
-            "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "seed": seed,
-            "experiment": experiment, "name": name, "out_dir": str(out_dir) if out_dir else None,
-            "results_dir": str(results_dir) if results_dir else None, "checkpoint_every": checkpoint_every,
-            "eval_at_end": eval_at_end, "eval_max_images": eval_max_images, "eval_every": eval_every,
-            "strict": strict,
-        }
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, train_overrides(ctx))
         run_dir, metrics, csv_path = train_and_evaluate(cfg, resume=resume, command=command_line(ctx))
         if metrics is not None:
-            typer.echo(f"segm AP {metrics['segm_AP']:.2f}  bbox AP {metrics['bbox_AP']:.2f}  "
-                       f"val mask loss {metrics['val_loss_mask']:.4f}  → {csv_path}")
+            typer.echo(f"{metric_summary(metrics, digits=2, sep='  ')}  → {csv_path}")
 
 
-@app.command()
+@app.command(short_help="List the recipes (config presets); show or diff them.")
 def recipes(
     name: Annotated[Optional[str], typer.Argument(help="A recipe to show key by key with the source of each value; "
                                                        "leave out to list them.")] = None,
+    diff: Annotated[Optional[str], typer.Option(help="Another recipe: show only the keys whose values differ "
+                                                     "between NAME and it, one line each, with both sources.")] = None,
     debug: Debug = False,
 ) -> None:
-    """List the packaged recipes (presets of config keys for `train --recipe`), or show one."""
-    from edgercnn.config.recipes import print_recipe, print_recipes
+    """List the packaged recipes (presets of config keys for `train --recipe`), show one, or diff two."""
+    from edgercnn.config.recipes import print_recipe, print_recipe_diff, print_recipes
 
     with user_errors(debug):
+        if diff is not None and name is None:
+            raise EdgeRCNNError("--diff: name a recipe to compare first, e.g. edgercnn recipes authors-coco "
+                                "--diff torchvision")
         if name is None:
             print_recipes(_console())
+        elif diff is not None:
+            print_recipe_diff(name, diff, _console())
         else:
             print_recipe(name, _console())
 
 
-@app.command("eval")
+@app.command("eval", short_help="Evaluate a run, or score any COCO detections file.")
 def evaluate(
     run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder: <out-dir>/<experiment>/<config>/seed-<n>. "
                                                            "Leave out with --detections.")] = None,
@@ -259,7 +262,7 @@ def evaluate(
                 typer.echo(f"→ {written}")
 
 
-@app.command()
+@app.command(short_help="Tables, significance and plots of an experiment's seeds.")
 def report(
     exp_dir: Annotated[Path, typer.Argument(help="An experiment folder: results/<experiment>.")],
     format: Annotated[Format, typer.Option("--format", help="table (rich), markdown, latex or csv.")] = Format.table,
@@ -268,6 +271,9 @@ def report(
     baseline: Annotated[Optional[str], typer.Option(help="Config name to compare against. Default: `baseline`.")]
     = None,
     plots: Annotated[Optional[Path], typer.Option(help="Folder for the loss-curve PNG. Default: EXP_DIR.")] = None,
+    split_mixed: Annotated[bool, typer.Option(help="Report seeds of one config that differ in experiment, dataset, "
+                                                   "steps or config keys as separate configs (default: an error "
+                                                   "naming them).")] = False,
     debug: Debug = False,
 ) -> None:
     """Mean ± std over seeds per config, change vs. the baseline, and Figure-4-style loss plots."""
@@ -275,29 +281,40 @@ def report(
 
     with user_errors(debug):
         build_report(exp_dir, fmt=format.value, compare=compare, baseline=baseline, plot_dir=plots,
-                     console=_console())
+                     console=_console(), split_mixed=split_mixed)
 
 
-@app.command()
+@app.command(short_help="Baseline vs. Sobel/L2 over seeds, a verdict per metric.")
 def reproduce(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="Shapes dataset folder; made with the defaults if missing.")]
-    = Path("data/shapes"),
-    seeds: Annotated[int, typer.Option(help="Seeds per config (0..N-1).")] = 3,
-    quick: Annotated[bool, typer.Option(help="Smoke check: the same pipeline with 500 steps and 4 evaluations per run (under 10 min "
-                                             "on 2 cores); results go to <results-dir>/shapes-quick and are not "
-                                             "compared with the reference.")] = False,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps per run (default 2500, or 500 with --quick): "
-                                                      "all layers, AdamW lr 0.001 with 200 warm-up steps, x0.1 for "
-                                                      "the last 20 %.")] = None,
+    dataset: Annotated[Optional[Dataset], typer.Option(help="A dataset with a measured CPU recipe and a committed "
+                                                            "reference: shapes (made on the fly, the default) or "
+                                                            "pennfudan (edgercnn prepare pennfudan first).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Prepared dataset folder. Default data/<dataset>. Any other "
+                                                      "prepared dataset (e.g. from prepare coco-json or masks) gets "
+                                                      "the real-photo recipe, a canvas shaped like its images and "
+                                                      "the steps that fit --minutes.")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per config (0..N-1). Default 3, or 1 with --quick.")]
+    = None,
+    quick: Annotated[bool, typer.Option(help="One paired seed trained far enough for the curves to part (shapes "
+                                             "2000 steps, pennfudan 600; under 10 min on 2 cores): shows the "
+                                             "direction, gives no verdict; results go to <results-dir>/"
+                                             "<dataset>-quick and are not compared with the reference.")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps per run. Default: the recipe's (edgercnn "
+                                                      "recipes cpu-shapes / cpu-pennfudan), the quick steps with "
+                                                      "--quick, or what fits --minutes on your own data.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Time budget of the whole run: the step time is measured "
+                                                          "on the data first and the steps chosen to fit. Default "
+                                                          "60 (10 with --quick) on your own data; unused on shapes "
+                                                          "and pennfudan unless given.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="<results-dir>/<experiment>/ gets the per-seed CSVs. "
-                                                           "Default shapes (shapes-quick with --quick).")] = None,
+                                                           "Default the dataset's name (+ -quick).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Run folders root.")] = Path("runs/reproduce"),
     results_dir: Annotated[Path, typer.Option(help="Results root for your runs (the committed reference under "
                                                    "results/ is not touched).")] = Path("runs/reproduce/results"),
     reference: Annotated[Optional[Path], typer.Option(help="Committed results to compare yours with (Welch test "
-                                                           "per metric). Default results/shapes.")]
-    = Path("results/shapes"),
+                                                           "per metric). Default results/<dataset> for shapes and "
+                                                           "pennfudan; none for your own data.")] = None,
     jobs: Annotated[Optional[int], typer.Option(help="Runs trained at once, each in its own process with the "
                                                      "cores split between them (on 2 cores, 2 jobs of 1 thread "
                                                      "train about 2x faster than 1 job of 2). Default: the number "
@@ -306,20 +323,23 @@ def reproduce(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
     debug: Debug = False,
 ) -> None:
-    """The README's main command: baseline vs. sobel/p=2 on shapes (small CPU preset, 128x128), N seeds, with
-    convergence curves, speed-up, significance and a comparison against the committed results.
+    """The README's main command: baseline vs. Sobel/L2 on shapes, Penn-Fudan or your data, with a verdict per metric.
 
-    Finished seeds are skipped and unfinished runs resumed, so it can be re-run after an interruption.
+    Trains both configs for N seeds with evaluations during training, then prints the report (convergence curves,
+    speed-up, significance), a plain verdict per metric (helps / no detectable difference / hurts, with the CI and
+    p) and a comparison against the committed results. Finished seeds are skipped and unfinished runs resumed, so
+    it can be re-run after an interruption.
     """
     from edgercnn.experiments.reproduce import reproduce as run_reproduce
 
     with user_errors(debug):
-        run_reproduce(data=data, seeds=seeds, steps=steps, quick=quick, experiment=experiment, out_dir=out_dir,
-                      results_dir=results_dir, reference=reference, jobs=jobs, workers=workers, device=device,
-                      console=_console(), command=command_line(ctx))
+        run_reproduce(dataset=dataset.value if dataset else None, data=data, seeds=seeds, steps=steps,
+                      minutes=minutes, quick=quick, experiment=experiment, out_dir=out_dir, results_dir=results_dir,
+                      reference=reference, jobs=jobs, workers=workers, device=device, console=_console(),
+                      command=command_line(ctx))
 
 
-@app.command()
+@app.command(short_help="Run a paper experiment (configs x seeds), then report.")
 def sweep(
     ctx: typer.Context,
     name: Annotated[Optional[str], typer.Argument(help="An experiment (edgercnn sweep --list), e.g. table1_filters, "
@@ -384,7 +404,7 @@ def _parse_ids(value: Optional[str]) -> Optional[list[int]]:
         raise EdgeRCNNError(f"--image-ids {value!r}: expected comma-separated image ids, e.g. 3,7") from None
 
 
-@app.command()
+@app.command(short_help="Predicted masks of runs side by side (Figure 5).")
 def visualize(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders to compare, one column "
                                                    "each (e.g. a baseline and an edge-loss run of the same dataset).")],
@@ -414,7 +434,7 @@ def visualize(
         typer.echo(f"→ {path}")
 
 
-@app.command("visualize-edges")
+@app.command("visualize-edges", short_help="One instance as the edge loss sees it (Figures 3, 7).")
 def visualize_edges(
     image_id: Annotated[int, typer.Option(help="Image id (as in the dataset's COCO JSON).")],
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare`; default: the "
@@ -422,7 +442,7 @@ def visualize_edges(
     instance: Annotated[int, typer.Option(help="Ground-truth instance of the image (0, 1, ... in annotation "
                                                "order).")] = 0,
     filter: Annotated[Optional[list[str]], typer.Option(
-        "--filter", help=f"Edge filter(s): {', '.join(KERNELS)}; repeat or join with +. Default: the run's, "
+        flag("filters"), help=f"Edge filter(s): {', '.join(KERNELS)}; repeat or join with +. Default: the run's, "
                          "else sobel.")] = None,
     mask_size: Annotated[Optional[int], typer.Option(help="RoI mask size 28 or 56. Default: the run's, else 28.")]
     = None,
@@ -431,7 +451,7 @@ def visualize_edges(
     p: Annotated[Optional[float], typer.Option(help="Exponent of |ΔE|^p. Default: the run's, else 2.")] = None,
     smooth: Annotated[Optional[Smooth], typer.Option(help="Gaussian-smooth gt/pred/both before the filters (the "
                                                           "paper's Figure 7). Default: the run's.")] = None,
-    magnitude: Annotated[Optional[bool], typer.Option("--magnitude/--no-magnitude", help="Count the gradient "
+    magnitude: Annotated[Optional[bool], typer.Option(bool_flags("magnitude"), help="Count the gradient "
                          "magnitude in |ΔE|^p. Default: the run's.")] = None,
     split: Annotated[str, typer.Option(help="Split of the dataset.")] = "val",
     canvas: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT canvas. Default: the run's, else "

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgercnn.core.errors import EdgeRCNNError, user_errors
+from edgercnn.core.errors import EdgeRCNNError, os_error_message, user_errors
 
 app = typer.Typer(help="Download/convert a dataset to the edgercnn layout (images + COCO JSON + manifest.json).",
                   no_args_is_help=True)
@@ -27,8 +27,6 @@ INTERRUPTED = "interrupted; finished files are kept: re-run the same prepare com
 def _run(call: Callable[[], Any], debug: bool = False) -> Any:
     """Run a library call; an EdgeRCNNError (or a stray OSError) becomes one line on stderr and exit status 1,
     Ctrl-C exit status 130 with prepare's own advice (user_errors' --resume is for train)."""
-    from edgercnn.data.manifest import os_error_line
-
     with user_errors(debug):
         try:
             return call()
@@ -38,7 +36,7 @@ def _run(call: Callable[[], Any], debug: bool = False) -> Any:
         except OSError as exc:
             if debug:
                 raise
-            raise EdgeRCNNError(os_error_line(exc, "prepare")) from exc
+            raise EdgeRCNNError(os_error_message(exc, where="prepare", option="--out")) from exc
 
 
 def _warn(lines: list[str]) -> None:
@@ -46,7 +44,7 @@ def _warn(lines: list[str]) -> None:
         console.print(f"[yellow]warning:[/] {escape(line)}")
 
 
-@app.command("shapes")
+@app.command("shapes", short_help="Write the synthetic shapes dataset (deterministic).")
 def shapes(
     out: Annotated[Path, typer.Option(help="Dataset folder to write (manifest.json, images/, annotations/).")]
     = Path("data/shapes"),
@@ -78,7 +76,7 @@ class MaskSource(str, Enum):
     polygons = "polygons"
 
 
-@app.command("cityscapes")
+@app.command("cityscapes", short_help="Convert Cityscapes gtFine instances to COCO JSON.")
 def cityscapes(
     root: Annotated[Path, typer.Option(help="Cityscapes folder holding gtFine/ and leftImg8bit/ (created by "
                                             "--download).")],
@@ -125,7 +123,7 @@ def cityscapes(
     console.print(f"dataset ready: {summary['out']}")
 
 
-@app.command("coco")
+@app.command("coco", short_help="Check (or download) MS COCO 2017 and write its manifest.")
 def coco(
     root: Annotated[Path, typer.Option(help="COCO 2017 folder with train2017/, val2017/, annotations/ (created "
                                             "by --download).")],
@@ -144,3 +142,81 @@ def coco(
         console.print(f"{split}: {s['images']} images ({s['files']} files), {s['annotations']} annotations")
     _warn(summary["warnings"])
     console.print(f"dataset ready: {summary['out']}")
+
+
+def _print_import(summary: dict[str, Any]) -> None:
+    """The per-split counts and warnings of an imported dataset (coco-json, masks, pennfudan)."""
+    for split, s in summary["splits"].items():
+        crowd = f", {s['crowd']} crowd regions" if s["crowd"] else ""
+        console.print(f"{split}: {s['images']} images, {s['instances']} instances{crowd}", highlight=False)
+    for line in summary["warnings"]:  # soft_wrap: paths stay whole, to copy
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    console.print(f"dataset ready: {summary['out']}", highlight=False)
+
+
+ValFraction = Annotated[Optional[float], typer.Option(
+    help="Put this fraction of the images (e.g. 0.2) in a val split, chosen by --seed; recorded in the manifest.")]
+Seed = Annotated[int, typer.Option(help="Seed of the --val-fraction split (same seed, same split).")]
+Strict = Annotated[bool, typer.Option(help="Stop at the first missing, undecodable or wrongly sized image (or bad "
+                                           "annotation) instead of skipping it with a count.")]
+
+
+@app.command("coco-json", short_help="Import any COCO-format dataset (CVAT, Roboflow, ...).")
+def coco_json(
+    images: Annotated[Path, typer.Option(help="Folder the images' file_name entries are relative to (subfolders "
+                                              "allowed); images stay there, nothing is copied.")],
+    annotations: Annotated[Path, typer.Option(help="COCO instances JSON (polygons or RLE) of the train split, or "
+                                                   "of all images with --val-fraction.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder to write (manifest.json, annotations/).")],
+    val: Annotated[Optional[Path], typer.Option(help="COCO instances JSON of the val split (same categories).")]
+    = None,
+    val_images: Annotated[Optional[Path], typer.Option(help="Images folder of --val when it differs from "
+                                                            "--images.")] = None,
+    val_fraction: ValFraction = None,
+    seed: Seed = 0,
+    strict: Strict = False,
+    debug: Debug = False,
+) -> None:
+    """Import any COCO-format instance dataset (CVAT, Label Studio, Roboflow, detectron2/mmdet exports); ids kept."""
+    from edgercnn.data.coco_import import import_coco_json
+
+    _print_import(_run(lambda: import_coco_json(images, annotations, out, val=val, val_images=val_images,
+                                                val_fraction=val_fraction, seed=seed, strict=strict), debug))
+
+
+@app.command("masks", short_help="Import images with one instance-id mask PNG each.")
+def masks(
+    images: Annotated[Path, typer.Option(help="Folder of the images (subfolders allowed); nothing is copied.")],
+    masks: Annotated[Path, typer.Option(help="Folder of the instance-id PNGs (0 background, each other value one "
+                                             "instance), laid out like --images.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder to write (manifest.json, annotations/).")],
+    suffix: Annotated[str, typer.Option(help="The mask of sub/NAME.jpg is sub/NAME<suffix>.png under --masks.")]
+    = "_mask",
+    class_name: Annotated[str, typer.Option("--class", help="Name of the single class.")] = "object",
+    val_fraction: ValFraction = None,
+    seed: Seed = 0,
+    strict: Strict = False,
+    debug: Debug = False,
+) -> None:
+    """Import a dataset of images with one instance-id mask PNG each, as COCO JSON (RLE) + manifest."""
+    from edgercnn.data.masks import import_masks
+
+    _print_import(_run(lambda: import_masks(images, masks, out, suffix=suffix, class_name=class_name,
+                                            val_fraction=val_fraction, seed=seed, strict=strict), debug))
+
+
+@app.command("pennfudan", short_help="Prepare the Penn-Fudan pedestrians (170 photos).")
+def pennfudan(
+    root: Annotated[Optional[Path], typer.Option(help="The extracted PennFudanPed folder (PNGImages/, "
+                                                      "PedMasks/).")] = None,
+    download: Annotated[bool, typer.Option(help="Download the official PennFudanPed.zip (about 50 MB, resumable) "
+                                                "into --out and extract it there.")] = False,
+    out: Annotated[Path, typer.Option(help="Dataset folder to write (manifest.json, annotations/).")]
+    = Path("data/pennfudan"),
+    debug: Debug = False,
+) -> None:
+    """Prepare the Penn-Fudan pedestrians (170 photos, 423 instances); val: every 4th image by name, from the
+    first (127 train / 43 val)."""
+    from edgercnn.data.pennfudan import prepare_pennfudan
+
+    _print_import(_run(lambda: prepare_pennfudan(root, out=out, download=download), debug))

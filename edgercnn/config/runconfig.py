@@ -18,14 +18,36 @@ import yaml
 
 from edgercnn.core.errors import ConfigError
 from edgercnn.core.io import atomic_write_text
-from edgercnn.model.losses import check_edge_args
-from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_56, MASK_SIZES, MASK_TARGETS, NORMS,
-                                   POSTPROCESS, ROI_SAMPLING)
+from edgercnn.model.losses import CE_EXP, check_edge_args
+from edgercnn.model.matterport import BOX_LOSSES, CLASS_LOSSES, ROI_ALIGNS, ROI_LEVELS, UNLOADED_INIT
+from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_56, MASK_SIZES, MASK_TARGETS,
+                                         NORMS, POSTPROCESS, ROI_SAMPLING, STAGE_LAYERS)
 from edgercnn.data.dataset import EVAL_IMAGES
 from edgercnn.data.transforms import RESIZE_MODES
 from edgercnn.model.optim import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES
-from edgercnn.config.schedule import STAGE_LAYERS, paper_stages, scale_steps
+from edgercnn.config.schedule import paper_stages, scale_steps
+from edgercnn.config.values import format_filters, normalize
 
+
+
+def check_path_component(value: str, key: str) -> None:
+    """``experiment`` and ``name`` (and an experiment's config names) become one folder each under --out-dir and
+    --results-dir: a separator, ``..``, an absolute path or a control character would put runs and results
+    elsewhere. ConfigError naming ``key`` unless ``value`` is one plain folder name."""
+    bad = None
+    if not isinstance(value, str) or not value.strip():
+        bad = "is empty"
+    elif "/" in value or "\\" in value:
+        bad = "contains a path separator"
+    elif value in (".", ".."):
+        bad = "is a relative folder reference"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        bad = "contains a control character"
+    elif Path(value).is_absolute():
+        bad = "is an absolute path"
+    if bad:
+        raise ConfigError(f"{key}: {value!r} {bad}; it names one folder (under --out-dir and --results-dir), so use "
+                          "letters, digits, -, _, + or .")
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,18 @@ class Config:
     eval_images: str = "all"  # all | annotated (only images with annotations, as matterport's COCO evaluation)
     postprocess: str = "torchvision"  # torchvision | matterport (architecture.POSTPROCESS)
     detections_per_image: int = 100
+    # the authors' (matterport) code where torchvision differs; defaults are torchvision's (model.matterport;
+    # README "What the authors' code does that torchvision does not")
+    unloaded_init: str = "torchvision"  # torchvision | glorot: ResNet layers no weights file covers (UNLOADED_INIT)
+    box_loss: str = "torchvision"  # torchvision | matterport: RPN and RoI box regression losses (BOX_LOSSES)
+    class_loss: str = "torchvision"  # torchvision | matterport: RoI slots zero-padded as background (CLASS_LOSSES)
+    roi_level: str = "floor"  # floor | round: RoI → FPN level (ROI_LEVELS)
+    roi_align: str = "torchvision"  # torchvision | crop_and_resize: RoI feature sampling (ROI_ALIGNS)
+    head_classes: int | None = None  # object-class outputs of the box/mask predictors; None: num_classes
+    rpn_crowd_negatives: str = "keep"  # keep | exclude: anchors overlapping a crowd region as RPN negatives
+    skip_empty_images: bool = False  # training skips images without a non-crowd instance (matterport)
+    max_gt_instances: int | None = None  # at most N random instances per image for the RoI heads; None: all
+    ce_exp: str = "paper"  # paper | authors: the ce-exp formulation as the paper writes it or as coded (CE_EXP)
 
     # ------------------------------------------------------------------ helpers
     def config_name(self) -> str:
@@ -105,7 +139,7 @@ class Config:
         if not self.filters:
             base = "baseline"
         else:
-            base = "+".join(self.filters) + f"-p{self.p:g}"
+            base = format_filters(self.filters) + f"-p{self.p:g}"
             if self.alpha != 1.0:
                 base += f"-a{self.alpha:g}"
             if self.smooth:
@@ -143,6 +177,9 @@ class Config:
                               "edgercnn/config.py") from None
 
     def _validate(self) -> None:
+        check_path_component(self.experiment, "experiment")
+        if self.name is not None:
+            check_path_component(self.name, "name")
         if self.seed < 0:
             raise ConfigError(f"seed: must be >= 0, got {self.seed}; pass a seed >= 0 (--seed)")
         if self.alpha < 0:
@@ -154,6 +191,12 @@ class Config:
                 raise ConfigError(str(err)) from None
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone: got {self.backbone!r}; choose {', '.join(BACKBONES)}")
+        if self.backbone_weights == "imagenet-resnet50" and \
+                BACKBONES[self.backbone]["in_channels"] != BACKBONES["resnet50"]["in_channels"]:
+            raise ConfigError(f"backbone_weights: imagenet-resnet50 loads the ResNet-50 file by layer name, which "
+                              f"fits only the bottleneck ResNets (resnet50, resnet101), not backbone {self.backbone} "
+                              f"({BACKBONES[self.backbone]['resnet']}); pass --backbone-weights imagenet (its own "
+                              "ImageNet file), a state_dict file, or another --backbone")
         if self.norm not in NORMS:
             raise ConfigError(f"norm: got {self.norm!r}; choose {', '.join(NORMS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -166,7 +209,10 @@ class Config:
                              ("roi_sampling", ROI_SAMPLING), ("mask_targets", MASK_TARGETS),
                              ("eval_images", EVAL_IMAGES), ("crowd_negatives", CROWD_NEGATIVES),
                              ("weight_decay_mode", WEIGHT_DECAY_MODES),
-                             ("optimizer_per_stage", OPTIMIZER_PER_STAGE)):
+                             ("optimizer_per_stage", OPTIMIZER_PER_STAGE), ("unloaded_init", UNLOADED_INIT),
+                             ("box_loss", BOX_LOSSES), ("class_loss", CLASS_LOSSES), ("roi_level", ROI_LEVELS),
+                             ("roi_align", ROI_ALIGNS), ("rpn_crowd_negatives", CROWD_NEGATIVES),
+                             ("ce_exp", CE_EXP)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}; choose {', '.join(allowed)}")
         if self.recipe is not None:
@@ -175,6 +221,9 @@ class Config:
             if self.recipe not in recipe_names():
                 raise ConfigError(f"recipe: got {self.recipe!r}; choose {', '.join(recipe_names())} "
                                   "(edgercnn recipes lists them)")
+        for key in ("head_classes", "max_gt_instances"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be >= 1 (or unset), got {getattr(self, key)}")
         if self.rpn_channels is not None and self.rpn_channels < 1:
             raise ConfigError(f"rpn_channels: must be >= 1 (or unset for the FPN width), got {self.rpn_channels}")
         if self.roi_per_image is not None and self.roi_per_image < 1:
@@ -296,14 +345,7 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
         from edgercnn.config.recipes import recipe_values
 
         values = {**recipe_values(values["recipe"]), **values}
-    filters = values.get("filters")
-    if isinstance(filters, str):
-        filters = [filters]
-    if isinstance(filters, (list, tuple)):
-        values["filters"] = [f for f in filters if f != "none"]  # "none" = the baseline, here alone
-    if values.get("smooth") == "none":
-        values["smooth"] = None
-    return Config(**values)
+    return Config(**normalize(values))  # text forms (filters: none, canvas: 1024x800, ...) read by their owner
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:

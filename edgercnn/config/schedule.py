@@ -1,13 +1,12 @@
 """The training schedule as pure functions of the step: stages (section 4), their scaling, and linear warm-up.
 
-A stage is a dict ``{"steps": int, "layers": "heads" | "4+" | "all", "lr": float}``; steps are 1-based.
+A stage is a dict ``{"steps": int, "layers": "heads" | "4+" | "all", "lr": float}`` (layers: the model's
+``architecture.STAGE_LAYERS``); steps are 1-based.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from edgercnn.model.architecture import STAGE_LAYERS  # noqa: F401  (the stage vocabulary, owned by the model)
 
 #: Linear warm-up starts at this fraction of the stage lr (torchvision's detection references use 0.001).
 WARMUP_FACTOR = 0.001

@@ -15,18 +15,21 @@ class ConfigError(EdgeRCNNError, ValueError):
     """A configuration key or value that is not allowed (also a ValueError for library callers)."""
 
 
-def os_error_message(err: OSError, fix: str | None = None, where: object = None) -> str:
+def os_error_message(err: OSError, fix: str | None = None, where: object = None, option: str | None = None) -> str:
     """One line for an OSError: the file (or ``where`` when the error names none), why, and (unless ``fix`` is
-    given) what to do about it."""
+    given) what to do about it; ``option`` is the command-line option that chose the path (``--out``), named in
+    the advice."""
     if fix is None:
         if err.errno == errno.ENOSPC:
-            fix = "free some disk space, then re-run the command (--resume continues a training run)"
+            fix = "free some disk space, then re-run the command (" + (
+                "files written so far are kept)" if option else "--resume continues a training run)")
         elif err.errno in (errno.ENOTDIR, errno.EEXIST):
-            fix = "a part of that path is a file, not a folder; choose another path"
+            fix = f"a part of that path is a file, not a folder; choose another {option or 'path'}"
         elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            fix = "choose a writable place (or fix the permissions), then re-run the command"
+            fix = (f"choose a writable {option} (or fix the folder's permissions)" if option else
+                   "choose a writable place (or fix the permissions), then re-run the command")
         else:
-            fix = "check the path and the disk, then re-run the command"
+            fix = "check the path and the disk (and the network when downloading), then re-run the command"
     where = err.filename if err.filename is not None else (where if where is not None else "writing a file")
     return f"{where}: {err.strerror or err}; {fix}"
 

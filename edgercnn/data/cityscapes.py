@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from cityscapesscripts.helpers.labels import labels as CS_LABELS, name2label
 
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
+from edgercnn.data.dataset import header_size
 from edgercnn.data.download import download_file, extract_zip, requests_open
 from edgercnn.data.manifest import check_owner, os_errors, relative_to, write_manifest
 from edgercnn.core.errors import EdgeRCNNError
@@ -59,7 +60,9 @@ def _instance_image(gt_path: Path, masks: str) -> np.ndarray:
     """The instance-id image [H, W] int32, read from the PNG or rasterised from the polygons by cityscapesscripts."""
     try:
         if masks == "instanceIds":
-            return np.array(Image.open(gt_path)).astype(np.int32)
+            header_size(gt_path, gt_path)  # over the pixel limit: refused before decoding
+            with Image.open(gt_path) as im:
+                return np.array(im).astype(np.int32)
         from cityscapesscripts.helpers.annotation import Annotation
         from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 
@@ -88,10 +91,13 @@ def convert_frame(job: tuple[str, str, str, str, tuple[int, ...], int, str, str]
     ids = _instance_image(gt_path, masks)
     height, width = ids.shape
     try:
-        with Image.open(img_path) as im:
+        size = header_size(img_path, img_path)  # over the pixel limit: refused before decoding
+        with Image.open(img_path) as im:  # complete: every chunk there, checksums right (nothing decoded)
             size = im.size
-    except OSError as exc:
-        raise EdgeRCNNError(f"{img_path}: cannot read image ({exc}); restore it from leftImg8bit_trainvaltest.zip") from None
+            im.verify()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise EdgeRCNNError(f"{img_path}: cannot read image, truncated or corrupt ({exc}); restore it from "
+                            "leftImg8bit_trainvaltest.zip") from None
     if size != (width, height):
         raise EdgeRCNNError(f"{img_path}: image is {size[0]}x{size[1]} but {gt_path.name} is {width}x{height}; "
                             "restore matching files from the official archives")

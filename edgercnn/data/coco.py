@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgercnn.data.coco_json import read_coco_json
+from edgercnn.data.dataset import check_file_name, check_pixels
 from edgercnn.data.download import download_file, extract_zip
 from edgercnn.data.manifest import check_owner, os_errors, relative_to, write_manifest
 from edgercnn.core.errors import EdgeRCNNError
@@ -64,6 +65,13 @@ def prepare_coco(root: Path | str, *, out: Path | str | None = None, download: b
         if categories is not None and cats != categories:
             raise EdgeRCNNError(f"{ann}: categories differ from the train split's; use the official annotations")
         categories = cats
+        for entry in data["images"]:  # names and sizes the Dataset will trust: inside the folder, under the limit
+            if not isinstance(entry, dict):
+                raise EdgeRCNNError(f"{ann}: an entry of 'images' is not a mapping; use the official annotations")
+            where = f"{ann}: image {entry.get('id')}"
+            check_file_name(entry.get("file_name"), where)
+            if isinstance(entry.get("width"), int) and isinstance(entry.get("height"), int):
+                check_pixels(entry["width"], entry["height"], where)
         files = sum(1 for e in os.scandir(images) if e.is_file())
         summary["splits"][split] = {"images": len(data["images"]), "annotations": len(data["annotations"]),
                                     "files": files}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-
+import os
 import random
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from pycocotools.coco import COCO
 
 from edgercnn.data.coco_json import read_coco_json, rle_sums
@@ -34,6 +36,66 @@ REASONS = {
 }
 
 
+#: Environment variable with the most pixels an image may have (default: PIL's decompression-bomb limit,
+#: ``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million; PIL itself refuses twice that, so it can be raised that far).
+MAX_PIXELS_ENV = "EDGERCNN_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel limit for images: ``$EDGERCNN_MAX_IMAGE_PIXELS`` or PIL's decompression-bomb limit."""
+    text = os.environ.get(MAX_PIXELS_ENV)
+    if text is None or not text.strip():
+        return int(Image.MAX_IMAGE_PIXELS or 2**62)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise EdgeRCNNError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive number of pixels, e.g. 89478485")
+    return value
+
+
+def check_pixels(width: int, height: int, where: object) -> None:
+    """A one-line error when a ``width`` x ``height`` image is over the pixel limit: refused before decoding (a
+    small file can declare 30000x30000 pixels, 2.7 GB decoded)."""
+    limit = max_image_pixels()
+    if int(width) * int(height) > limit:
+        raise EdgeRCNNError(f"{where}: image is {width}x{height} = {int(width) * int(height)} pixels, over the limit "
+                            f"of {limit}; replace the image, or raise the limit with {MAX_PIXELS_ENV} if it is "
+                            "genuine")
+
+
+def header_size(source: Path | bytes, where: object) -> tuple[int, int] | None:
+    """(width, height) from an image file's header (nothing decoded), checked against the pixel limit; None when
+    PIL does not know the format (left to the decoder)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, with our limit
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                size = im.size
+    except Image.DecompressionBombError as err:
+        raise EdgeRCNNError(f"{where}: image is over the limit of {max_image_pixels()} pixels ({err}); replace "
+                            f"the image ({MAX_PIXELS_ENV} cannot raise the limit past PIL's own, twice its "
+                            "default)") from None
+    except (OSError, ValueError, SyntaxError, EOFError):  # not an image PIL knows, or a broken header
+        return None
+    check_pixels(size[0], size[1], where)
+    return size
+
+
+def check_file_name(name: Any, where: str) -> None:
+    """A COCO ``file_name`` must be a relative path inside its images folder (subfolders allowed): no ``..``,
+    not absolute; one line naming ``where`` otherwise."""
+    ok = isinstance(name, str) and name.strip() != "" and "\0" not in name
+    if ok:
+        parts = name.replace("\\", "/").split("/")
+        ok = not (name.startswith(("/", "\\")) or Path(name).is_absolute() or ":" in parts[0]
+                  or ".." in parts)
+    if not ok:
+        raise EdgeRCNNError(f"{where}: file_name {str(name)[:200]!r} is not a path inside the images folder "
+                            "(absolute, or with ..); fix the annotation file")
+
+
 def _load_coco(path: Path) -> COCO:
     """pycocotools COCO of ``path`` with one-line errors for a missing file or malformed JSON."""
     fix = "re-run edgercnn prepare for this dataset"
@@ -44,6 +106,8 @@ def _load_coco(path: Path) -> COCO:
         for entry in data[key]:
             if not isinstance(entry, dict) or any(k not in entry for k in need):
                 raise EdgeRCNNError(f"{path}: an entry of {key!r} lacks one of {need}; {fix}")
+    for entry in data["images"]:
+        check_file_name(entry["file_name"], f"{path}: image {entry['id']}")
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -103,13 +167,14 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     depending on ``seed`` alone, so a sampler that hands out (index, seed) pairs fixes order and flips.
     Crowd annotations are not targets (they stay in ``coco`` for evaluation; their boxes are in each target as
     ``crowd_boxes``). ``resize``/``min_dim``: see ``data.transforms.RESIZE_MODES``; ``annotated_only`` leaves out
-    images without annotations. Per-annotation problems are skipped and counted in ``skipped`` (a Counter of
+    images without annotations; ``skip_empty`` (training, matterport's data_generator) those without a usable
+    non-crowd instance. Per-annotation problems are skipped and counted in ``skipped`` (a Counter of
     reasons, see REASONS) or raise with ``strict=True``.
     """
 
     def __init__(self, root: Path | str, split: str, canvas: tuple[int, int] = (1024, 800), train: bool = False,
                  hflip: float = 0.5, strict: bool = False, max_images: int | None = None, resize: str = "fit",
-                 min_dim: int = 800, annotated_only: bool = False) -> None:
+                 min_dim: int = 800, annotated_only: bool = False, skip_empty: bool = False) -> None:
         self.manifest = load_manifest(root)
         self.resize, self.min_dim = resize, int(min_dim)  # see data.transforms.RESIZE_MODES
         self.images_dir, self.annotation_file = split_paths(self.manifest, split)
@@ -148,6 +213,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                     self.skipped[reason] += 1
             self._targets[img_id] = kept
         self.instance_count = sum(len(kept) for kept in self._targets.values())  # training targets, all images
+        if skip_empty:  # config skip_empty_images: matterport skips images without a non-crowd instance
+            self.ids = [i for i in self.ids if self._targets[i]]
         self._transforms: dict[tuple[bool, int, int], Any] = {}  # (flip, w, h) → Compose; fit: one per flip
 
     def __len__(self) -> int:
@@ -173,6 +240,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             raise EdgeRCNNError(f"{path}: image file not found (listed in {self.annotation_file}); {fix}") from None
         except OSError as exc:
             raise EdgeRCNNError(f"{path}: cannot read the image ({exc.strerror}); {fix}") from None
+        header_size(data, path)  # over the pixel limit: refused before decoding
         image = None
         if data and not is_truncated(data):  # cv2 decodes a cut-off file, grey where the data ended
             # IGNORE_ORIENTATION: annotations refer to the stored pixels, not the EXIF-rotated view
@@ -186,6 +254,10 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             raise EdgeRCNNError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotation_file} "
                                 f"says {info['width']}x{info['height']}; {fix}")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def image(self, img_id: int) -> np.ndarray:
+        """The original image [H, W, 3] uint8 RGB of ``img_id``, checked (pixel limit, complete, size as listed)."""
+        return self._read_image(self.coco.imgs[img_id])
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         index, seed = (key if isinstance(key, tuple) else (key, None))

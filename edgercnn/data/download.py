@@ -21,8 +21,7 @@ from typing import Any, Callable
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from edgercnn.data.manifest import os_error_line
-from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.core.io import atomic_write_text
 
 OpenUrl = Callable[[str, dict], Any]
@@ -188,7 +187,7 @@ def extract_zip(archive: Path | str, target: Path | str, *, progress: bool = Tru
                         zf.extract(info, target)
                     except OSError as exc:  # disk full, unwritable target, a file where a folder should be
                         raise EdgeRCNNError(f"{archive}: cannot extract entry {info.filename!r} "
-                                            f"({os_error_line(exc, target, '--root')})") from exc
+                                            f"({os_error_message(exc, where=target, option='--root')})") from exc
                     bar.advance(task)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise EdgeRCNNError(f"{archive}: damaged zip archive ({exc}); delete it and download it again") from None

@@ -2,18 +2,19 @@
 
 Layout::
 
-    {"name": "shapes" | "cityscapes" | "coco",
+    {"name": "shapes" | "cityscapes" | "coco" | "coco-json" | "masks" | "pennfudan",
      "classes": [...],            # label i + 1 = classes[i]; background 0 is not listed
      "category_ids": [...],       # the COCO-JSON category id of each class, same order
      "splits": {"train": {"images": DIR, "annotations": JSON}, "val": {...}},  # relative to the manifest or absolute
-     "source": ..., "created": ISO time (omitted for shapes: byte-identical), "command": ..., "edgercnn_version": ...}
+                                  # (absolute: imported datasets whose images stay in the user's folder)
+     "source": ..., "created": ISO time (omitted for shapes: byte-identical), "command": ..., "edgercnn_version": ...,
+     "split": {"method": "val-fraction", "val_fraction": F, "seed": N, ...}}  # imported datasets: how val was chosen
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import json
 import shlex
 import sys
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgercnn import __version__
-from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.core.io import atomic_write_text
 
 MANIFEST = "manifest.json"
-_FIX = "run edgercnn prepare shapes|cityscapes|coco --out DIR to (re)create it"
+_FIX = "run edgercnn prepare shapes|cityscapes|coco|coco-json|masks|pennfudan --out DIR to (re)create it"
 
 
 def current_command() -> str:
@@ -94,28 +95,13 @@ def check_owner(root: Path | str, name: str) -> None:
                             "another --out")
 
 
-def os_error_line(exc: OSError, path: Path | str, option: str = "--out") -> str:
-    """One line for an OSError while preparing a dataset in ``path`` (given by ``option``): which file, why, what
-    to do."""
-    where = exc.filename if exc.filename is not None else path
-    if exc.errno == errno.ENOSPC:
-        fix = "free some disk space, then re-run the same command (files written so far are kept)"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        fix = f"a part of that path is a file, not a folder; choose another {option}"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = f"choose a writable {option} (or fix the folder's permissions)"
-    else:
-        fix = "check the path, the disk (and the network when downloading), then re-run the same command"
-    return f"{where}: {exc.strerror or exc}; {fix}"
-
-
 @contextlib.contextmanager
 def os_errors(path: Path | str, option: str = "--out") -> Iterator[None]:
     """Turn an OSError (unwritable folder, a file in the way, disk full) into a one-line EdgeRCNNError."""
     try:
         yield
     except OSError as exc:
-        raise EdgeRCNNError(os_error_line(exc, path, option)) from exc
+        raise EdgeRCNNError(os_error_message(exc, where=path, option=option)) from exc
 
 
 def load_manifest(root: Path | str) -> dict[str, Any]:

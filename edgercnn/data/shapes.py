@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
+from edgercnn.data.dataset import check_pixels
 from edgercnn.data.manifest import MANIFEST, manifest_name, os_errors, write_manifest
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.core.io import atomic_write, atomic_write_text
@@ -127,6 +128,7 @@ def make_shapes(
     out = Path(out)
     if min(train, val) < 0 or size < 32 or max_objects < 1:
         raise EdgeRCNNError("prepare shapes: need --train/--val >= 0, --size >= 32 and --max-objects >= 1")
+    check_pixels(size, size, f"prepare shapes --size {size}")  # the images it would draw
     options = _options(train, val, size, seed, max_objects)
     with os_errors(out):
         previous = _previous(out)

@@ -9,7 +9,8 @@ the background, with the outside of the image counted as background.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faster_coco_eval.core.mask as mask_utils
@@ -20,6 +21,7 @@ from edgercnn.core.errors import EdgeRCNNError
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
 IOU_TYPES = ("segm", "bbox", "boundary")
 METRICS = tuple(f"{kind}_{name}" for kind in IOU_TYPES for name in METRIC_NAMES)
+SEGM_METRICS, BBOX_METRICS, BOUNDARY_METRICS = (tuple(f"{kind}_{n}" for n in METRIC_NAMES) for kind in IOU_TYPES)
 BOUNDARY_DILATION_RATIO = 0.02  # Cheng et al.'s d / image diagonal, as in their COCO evaluation
 
 
@@ -39,13 +41,17 @@ def _with_boxes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def coco_metrics(gt_dataset: dict[str, Any], results: list[dict[str, Any]], image_ids: Sequence[int],
-                 kinds: Sequence[str] = IOU_TYPES) -> dict[str, float]:
+                 kinds: Sequence[str] = IOU_TYPES, progress: Callable[[str], None] | None = None,
+                 copy_results: bool = True) -> dict[str, float]:
     """``{kind}_{AP, AP50, AP75, APs, APm, APl}`` for each of ``kinds`` on the 0–100 scale, over ``image_ids``.
 
     ``gt_dataset`` is a COCO instances dict (RLE or polygon segmentations, iscrowd honoured); ``results`` a
     COCO results list (image_id, category_id, bbox xywh, score, RLE segmentation). NaN where COCO reports
     -1 (no ground truth in that area range); an empty ``results`` scores 0. Neither argument is changed.
-    segm and boundary need a segmentation in every entry (see ``detections.scorable_kinds``).
+    segm and boundary need a segmentation in every entry (see ``detections.scorable_kinds``). ``progress`` is
+    called with each kind before it is scored (for a progress display on large files). ``copy_results=False``
+    lets the library add its keys (id, area, iscrowd) to the entries of ``results`` instead of copying them: half
+    the memory for a large detections file the caller does not need afterwards.
     """
     unknown = [k for k in kinds if k not in IOU_TYPES]
     if unknown:
@@ -60,10 +66,15 @@ def coco_metrics(gt_dataset: dict[str, Any], results: list[dict[str, Any]], imag
                             "score them against the split they were made on")
     # use_deepcopy: the library writes into the dicts it is given (ids, areas, RLEs, ignore flags);
     # loadRes copies the results because the ground truth COCO was made with it.
-    gt = COCO(gt_dataset, use_deepcopy=True, print_function=_quiet)
+    if copy_results:
+        gt = COCO(gt_dataset, use_deepcopy=True, print_function=_quiet)
+    else:  # the library's flag is for both: copy the (small) ground truth here, use the results as they are
+        gt = COCO(copy.deepcopy(gt_dataset), use_deepcopy=False, print_function=_quiet)
     dt = gt.loadRes(_with_boxes(results))
     metrics: dict[str, float] = {}
     for kind in kinds:
+        if progress is not None:
+            progress(kind)
         ev = COCOeval_faster(gt, dt, iouType=kind, print_function=_quiet,
                              boundary_dilation_ratio=BOUNDARY_DILATION_RATIO)
         ev.params.imgIds = sorted(int(i) for i in image_ids)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pycocotools import mask as mask_utils
 
@@ -19,7 +19,10 @@ ENCODE = "encode each binary mask [H, W] of the original image with pycocotools.
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    try:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _is_id_in(x: Any, ids: set[int] | dict[int, Any]) -> bool:
@@ -107,52 +110,79 @@ def _problem(entry: Any, images: dict[int, dict], categories: set[int], gt_name:
     if missing:
         return f"lacks {', '.join(missing)}", f"the file must be {FORMAT}"
     if not _is_id_in(entry["image_id"], images):
-        return (f"image_id {entry['image_id']!r} is not in {gt_name} ({_ids(set(images))})",
+        return (f"image_id {_short(entry['image_id'])} is not in {gt_name} ({_ids(set(images))})",
                 "score the detections against the split they were made on (--split)")
     if not _is_id_in(entry["category_id"], categories):
-        return (f"category_id {entry['category_id']!r} is not a category of {gt_name} ({_ids(categories)})",
+        return (f"category_id {_short(entry['category_id'])} is not a category of {gt_name} ({_ids(categories)})",
                 "map the detector's class indices to the dataset's category ids")
     if not _is_number(entry["score"]):
-        return f"score {entry['score']!r} is not a finite number", "write each detection's confidence as score"
+        return f"score {_short(entry['score'])} is not a finite number", "write each detection's confidence as score"
     if "bbox" in entry and not (isinstance(entry["bbox"], list) and len(entry["bbox"]) == 4
                                 and all(_is_number(v) for v in entry["bbox"])):
-        return f"bbox {entry['bbox']!r} is not 4 finite numbers", "write boxes as [x, y, width, height] in pixels"
+        return (f"bbox {_short(entry['bbox'])} is not 4 finite numbers",
+                "write boxes as [x, y, width, height] in pixels")
+    if "bbox" in entry and min(entry["bbox"][2:]) < 0:
+        return (f"bbox {_short(entry['bbox'])} has a negative width or height",
+                "write boxes as [x, y, width, height] (COCO), not [x1, y1, x2, y2] with x2 < x1")
     return None
 
 
-def load_detections(path: Path, gt_dataset: dict[str, Any], gt_name: str = "the ground truth") -> list[dict]:
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: one line even for a hostile value (no 5000-digit numbers)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int too long to print, or a structure too deep
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_detections(path: Path, gt_dataset: dict[str, Any], gt_name: str = "the ground truth",
+                    progress: Callable[[int], None] | None = None) -> list[dict]:
     """The entries of the COCO results file ``path``, checked against ``gt_dataset`` (a COCO instances dict).
 
     Any problem is an EdgeRCNNError naming the file, the index of the first bad entry, what is wrong and
     what to do; ``gt_name`` says which ground truth in it (e.g. "the val split of data/shapes"). Entries
     may have a bbox, a segmentation or both (see ``scorable_kinds``); segmentations come back as compressed
-    RLE with str counts (polygons and uncompressed RLE are converted), other keys as they were.
+    RLE with str counts (polygons and uncompressed RLE are converted), other keys as they were. ``progress``
+    is called with the number of entries checked since its last call (for a progress bar on large files).
     """
     path = Path(path)
     if not path.is_file():
         raise EdgeRCNNError(f"{path}: no such file; pass the COCO results JSON your detector wrote")
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as handle:  # parsed from the file: no second copy of its text in memory
+            data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeRCNNError(f"{path}: not JSON ({exc}); pass a COCO results file, {FORMAT}") from None
+        raise EdgeRCNNError(f"{path}: not JSON ({_first_line(exc)}); pass a COCO results file, {FORMAT}") from None
+    except RecursionError:
+        raise EdgeRCNNError(f"{path}: JSON nested too deeply to be a COCO results file; pass one, {FORMAT}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits (Python's int_max_str_digits)
+        raise EdgeRCNNError(f"{path}: a value the file holds cannot be read ({_first_line(exc)[:120]}); pass a "
+                            f"COCO results file, {FORMAT}") from None
     if not isinstance(data, list):
         hint = " (this looks like an annotations file)" if isinstance(data, dict) and "annotations" in data else ""
         raise EdgeRCNNError(f"{path}: a JSON {type(data).__name__}, not a list{hint}; pass a COCO results file, "
                             f"{FORMAT}")
     images = {img["id"]: img for img in gt_dataset["images"]}
     categories = {cat["id"] for cat in gt_dataset["categories"]}
-    out = []
     for i, entry in enumerate(data):
         problem = _problem(entry, images, categories, gt_name)
         if problem is None and "segmentation" in entry:
             img = images[entry["image_id"]]
             seg, problem = _segmentation(entry["segmentation"], img["height"], img["width"])
             if problem is None:
-                entry = {**entry, "segmentation": seg}
+                data[i] = {**entry, "segmentation": seg}  # in place: one copy of the entries in memory
         if problem is not None:
             raise EdgeRCNNError(f"{path}: entry {i}: {problem[0]}; {problem[1]}")
-        out.append(entry)
-    return out
+        if progress is not None and (i + 1) % 1000 == 0:
+            progress(1000)
+    if progress is not None:
+        progress(len(data) % 1000)
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def scorable_kinds(results: list[dict]) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from edgercnn.evaluation.cocometrics import METRICS as COCO_METRICS, coco_metric
 from edgercnn.config import Config
 from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
 from edgercnn.data.transforms import to_original
-from edgercnn.core.errors import worker_errors
+from edgercnn.core.errors import EdgeRCNNError, worker_errors
 from edgercnn.core.io import atomic_write_json
 
 NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm,
@@ -31,6 +31,32 @@ NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.n
 #: What an evaluation measures: COCO segm/bbox/boundary AP (``edgercnn.evaluation.cocometrics``) and the paper's mask-quality
 #: measure, the mean mask loss on val data.
 METRICS = (*COCO_METRICS, "val_loss_mask")
+#: Lower is better for these (the val mask loss); higher for every AP.
+LOSS_METRICS = tuple(m for m in METRICS if m.startswith("val_loss"))
+#: The headline number of each measure: mask, boundary and box AP and the val mask loss. What runs are compared on
+#: (speed-up, the reference comparison, convergence plots) and what the one-line summaries print.
+HEADLINE_METRICS = ("segm_AP", "boundary_AP", "bbox_AP", *LOSS_METRICS)
+#: What each evaluation during training records (``evals.csv``, convergence curves): the headlines and segm AP50/75.
+TRAINING_METRICS = ("segm_AP", "segm_AP50", "segm_AP75", "boundary_AP", "bbox_AP", *LOSS_METRICS)
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in LOSS_METRICS
+
+
+def metric_label(metric: str) -> str:
+    """A metric in words: ``segm AP``, ``boundary AP``, ``val mask loss``."""
+    if metric in LOSS_METRICS:  # val_loss_mask → val mask loss
+        split, what, *of = metric.split("_")
+        return " ".join([split, *of, what])
+    return metric.replace("_", " ")
+
+
+def metric_summary(metrics: dict[str, Any], digits: int = 1, sep: str = " ") -> str:
+    """The headline metrics of an evaluation on one line: ``segm AP 62.6 boundary AP 37.7 ... val mask loss 0.1566``
+    (a loss with 4 decimals)."""
+    return sep.join(f"{metric_label(m)} {metrics[m]:.{4 if m in LOSS_METRICS else digits}f}"
+                    for m in HEADLINE_METRICS if m in metrics)
 
 
 def metric_names(metrics: dict[str, Any]) -> tuple[str, ...]:
@@ -74,6 +100,10 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
                                   max_images=max_images if max_images is not None else cfg.eval_max_images,
                                   strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim,
                                   annotated_only=cfg.eval_images == "annotated")
+    if len(dataset) == 0:  # NaN metrics are not a result: no metrics, no result CSV
+        which = " with annotations" if cfg.eval_images == "annotated" else ""
+        raise EdgeRCNNError(f"{cfg.data}: the val split has no images{which}; nothing to evaluate (no metrics or result CSV written); add val images (re-run "
+                            "edgercnn prepare) or train with --no-eval")
     report_skipped(dataset, console)
     warn_if_empty(dataset, console)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)

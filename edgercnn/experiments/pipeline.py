@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
 from edgercnn.evaluation.cocometrics import coco_metrics
@@ -14,7 +15,6 @@ from edgercnn.config import Config
 from edgercnn.data.coco_json import read_coco_json
 from edgercnn.data.manifest import load_manifest, split_paths
 from edgercnn.evaluation.detections import load_detections, scorable_kinds
-from edgercnn.training.checkpoint import read_checkpoint, read_weights
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.evaluation.evaluate import evaluate_model, metric_names, save_detections
 from edgercnn.core.io import atomic_write_json
@@ -31,41 +31,41 @@ def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_image
     (its path is returned; None otherwise)."""
     console = console or Console(stderr=True)
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    cfg = dataclasses.replace(run.load_config(), backbone_weights=None)  # the run's own weights replace them
-    dev = resolve_device(device or cfg.device)
-    if not run.checkpoint.is_file():
-        raise EdgeRCNNError(f"{run}: no {run.checkpoint.name}; train the run first (edgercnn train)")
-    info = read_checkpoint(run.checkpoint)  # checksum verified; weights_only: no pickled code runs
-    steps, wall = int(info["step"]), float(info["wall_time_s"])
-    if run.final_weights.is_file():
-        state = read_weights(run.final_weights, f"delete it to evaluate {run.checkpoint.name} instead (the weights "
-                                                "of the last checkpoint)")
-    else:
-        state = info["model"]
-        if steps < cfg.total_steps():
+    if not run.config_file.is_file():
+        run.load_config()  # the one-line "not a run folder" error, before a lock file is made there
+    with run.lock():  # re-entrant: train_and_evaluate holds it already; another process gets one line
+        cfg = dataclasses.replace(run.load_config(), backbone_weights=None)  # the run's own weights replace them
+        dev = resolve_device(device or cfg.device)
+        if not run.checkpoint.is_file():
+            raise EdgeRCNNError(f"{run}: no {run.checkpoint.name}; train the run first (edgercnn train)")
+        weights = run.load_weights(f"delete it to evaluate {run.checkpoint.name} instead (the weights of the last "
+                                   "checkpoint)")
+        state, steps, wall = weights.state, int(weights.step), float(weights.wall_time_s)
+        if not weights.final and steps < cfg.total_steps():
             console.print(f"[yellow]{run}: training did not finish; evaluating the checkpoint at step {steps}")
-    model = build_model(cfg).to(dev)
-    model.load_state_dict(state)
-    if max_images is not None and max_images < 1:
-        raise EdgeRCNNError(f"--max-images {max_images}: must be >= 1 (or left out for the whole val split)")
-    metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)
-    try:
-        save_detections(results, run.detections)
-        atomic_write_json(run.metrics, {**metrics, "steps": steps})
-    except OSError as err:
-        raise EdgeRCNNError(os_error_message(err, "make the run folder writable (or copy it somewhere writable) "
-                                             "and evaluate again", run.path)) from None
-    partial = max_images is not None or cfg.eval_max_images is not None
-    if steps < cfg.total_steps() or partial:
-        # a half-trained run or a partial val split is not a seed result: report/reproduce would count it
-        console.print(f"{run.metrics} written; no results CSV (steps {steps}/{cfg.total_steps()}"
-                      f"{', part of the val split only' if partial else ''})", highlight=False)
-        return metrics, None
-    try:
-        return metrics, write_result(cfg, run, metrics, metric_names(metrics), steps, wall, run.read_command())
-    except OSError as err:
-        raise EdgeRCNNError(os_error_message(err, "make --results-dir writable (or pass another) and run edgercnn "
-                                             f"eval {run} again", cfg.results_dir)) from None
+        model = build_model(cfg).to(dev)
+        model.load_state_dict(state)
+        if max_images is not None and max_images < 1:
+            raise EdgeRCNNError(f"--max-images {max_images}: must be >= 1 (or left out for the whole val split)")
+        metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)
+        try:
+            save_detections(results, run.detections)
+            atomic_write_json(run.metrics, {**metrics, "steps": steps})
+        except OSError as err:
+            raise EdgeRCNNError(os_error_message(err, "make the run folder writable (or copy it somewhere writable) "
+                                                 "and evaluate again", run.path)) from None
+        partial = max_images is not None or cfg.eval_max_images is not None
+        if steps < cfg.total_steps() or partial:
+            # a half-trained run or a partial val split is not a seed result: report/reproduce would count it
+            console.print(f"{run.metrics} written; no results CSV (steps {steps}/{cfg.total_steps()}"
+                          f"{', part of the val split only' if partial else ''})", highlight=False)
+            return metrics, None
+        try:
+            return metrics, write_result(cfg, run, metrics, metric_names(metrics), steps, wall, run.read_command(),
+                                         weights.data_fingerprint)
+        except OSError as err:
+            raise EdgeRCNNError(os_error_message(err, "make --results-dir writable (or pass another) and run edgercnn "
+                                                 f"eval {run} again", cfg.results_dir)) from None
 
 
 def train_and_evaluate(cfg: Config, *, resume: bool = False, console: Console | None = None,
@@ -73,32 +73,66 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False, console: Console | 
     """``edgercnn train``: train to the end of the schedule, then evaluate (unless eval_at_end is off)."""
     console = console or Console(stderr=True)
     trainer = Trainer(cfg, resume=resume, console=console, command=command)  # checks out_dir/results_dir first
-    started = time.perf_counter()
-    result = trainer.run()
-    console.print(f"trained {cfg.config_name()} seed {cfg.seed}: {result.steps} steps in "
-                  f"{time.perf_counter() - started:.0f} s → {result.run}", highlight=False)
-    if not cfg.eval_at_end or trainer.rank != 0:  # a distributed run is evaluated by rank 0 alone
-        return result.run, None, None
-    metrics, csv_path = evaluate_run(result.run, console=console)
-    return result.run, metrics, csv_path
+    try:  # the trainer holds the run folder's lock until close(): through the evaluation too
+        started = time.perf_counter()
+        result = trainer.run()
+        console.print(f"trained {cfg.config_name()} seed {cfg.seed}: {result.steps} steps in "
+                      f"{time.perf_counter() - started:.0f} s → {result.run}", highlight=False)
+        if not cfg.eval_at_end or trainer.rank != 0:  # a distributed run is evaluated by rank 0 alone
+            return result.run, None, None
+        metrics, csv_path = evaluate_run(result.run, console=console)
+        return result.run, metrics, csv_path
+    finally:
+        trainer.close()
 
 
-def score_detections(detections: Path, data: Path, split: str = "val", out: Path | None = None
-                     ) -> tuple[dict[str, float], Path]:
+def score_detections(detections: Path, data: Path, split: str = "val", out: Path | None = None,
+                     console: Console | None = None) -> tuple[dict[str, float], Path]:
     """``edgercnn eval --detections``: score a COCO results file from any detector against a prepared dataset's
     split with the same metrics as a run (segm/boundary/bbox AP; bbox only for box-only results); writes them to
     ``out`` (default: ``<detections stem>-metrics.json`` beside the file) and returns (metrics, path)."""
     detections = Path(detections)
     manifest = load_manifest(data)
     _, annotation_file = split_paths(manifest, split)
-    gt = read_coco_json(annotation_file, "re-run edgercnn prepare for this dataset")
-    results = load_detections(detections, gt, f"the {split} split of {data}")
-    kinds = scorable_kinds(results)
-    metrics: dict[str, float | int | str] = dict(coco_metrics(gt, results, [img["id"] for img in gt["images"]], kinds))
-    gt_dir = gt_folder(manifest, split)
-    if gt_dir is not None and "segm" in kinds:  # a Cityscapes dataset: the official metric too
-        metrics.update(cityscapes_metrics(gt, results, [img["id"] for img in gt["images"]], gt_dir))
-    metrics.update({"val_images": len(gt["images"]), "detections": len(results), "data": str(data), "split": split})
     out = Path(out) if out is not None else detections.with_name(f"{detections.stem}-metrics.json")
+    for given, what in ((detections, "--detections"), (annotation_file, f"the {split} annotations of --data")):
+        if _same_file(out, Path(given)):  # the metrics would replace an input
+            raise EdgeRCNNError(f"--out {out}: is {what} ({given}); pass another --out, the metrics would "
+                                "overwrite it")
+    gt = read_coco_json(annotation_file, "re-run edgercnn prepare for this dataset")
+    console = console or Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        size = detections.stat().st_size if detections.is_file() else 0
+        task = progress.add_task(f"reading {detections.name} ({size / 1e6:.0f} MB)", total=None)
+        results = load_detections(detections, gt, f"the {split} split of {data}",
+                                  progress=lambda n: progress.advance(task, n))
+        progress.update(task, total=len(results), completed=len(results))
+        kinds = scorable_kinds(results)
+        scoring = progress.add_task(f"scoring {len(results)} detections", total=len(kinds))
+
+        def scored(kind: str) -> None:
+            progress.update(scoring, description=f"scoring {len(results)} detections: {kind} AP",
+                            completed=kinds.index(kind))
+
+        gt_dir = gt_folder(manifest, split)
+        official = {}
+        if gt_dir is not None and "segm" in kinds:  # a Cityscapes dataset: the official metric too
+            official = cityscapes_metrics(gt, results, [img["id"] for img in gt["images"]], gt_dir)
+        count = len(results)
+        # copy_results=False: the entries are not needed afterwards; one copy of a large file in memory, not two
+        metrics: dict[str, float | int | str] = dict(coco_metrics(gt, results, [img["id"] for img in gt["images"]],
+                                                                  kinds, progress=scored, copy_results=False))
+        progress.update(scoring, completed=len(kinds))
+    metrics.update(official)
+    metrics.update({"val_images": len(gt["images"]), "detections": count, "data": str(data), "split": split})
     atomic_write_json(out, metrics)
     return metrics, out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same path (after resolving links and ..) or the same file (a hard link)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False

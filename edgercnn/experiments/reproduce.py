@@ -1,58 +1,83 @@
-"""`edgercnn reproduce`: the embedded end-to-end experiment (baseline vs. Sobel/L2 on shapes, CPU preset).
+"""`edgercnn reproduce`: the paired experiment (baseline vs. Sobel/L2) on shapes, Penn-Fudan or any prepared dataset.
 
 It trains both configurations for N seeds with evaluations during training (convergence curves, speed-up),
 runs several trainings at once (one process per job, the cores split between them), shows a live table of the
-runs, and ends with the report and a comparison against the committed reference (``results/shapes``).
+runs, and ends with the report, a plain verdict per metric (``reporting.verdict``) and a comparison against the
+committed reference (``results/<dataset>``). The config keys of each dataset's CPU recipe are packaged recipes
+(``edgercnn recipes cpu-shapes``); this module holds only how the experiment is run on them (``PROTOCOLS``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from edgercnn.config import Config
-from edgercnn.data.manifest import MANIFEST
+from edgercnn.config import Config, config_from_dict
+from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.data.manifest import MANIFEST, manifest_name
 from edgercnn.data.shapes import make_shapes
+from edgercnn.evaluation.evaluate import HEADLINE_METRICS, higher_is_better, metric_label
+from edgercnn.experiments import budget
+from edgercnn.experiments.runner import Executor, run_all, run_state
+from edgercnn.reporting import verdict
 from edgercnn.reporting.report import report
-from edgercnn.reporting.results import SeedResult, has_runs, load_runs
-from edgercnn.experiments.runner import Executor, run_all
+from edgercnn.reporting.results import SeedResult, has_runs, load_curves, load_runs
 from edgercnn.reporting.stats import welch
 
 #: The two configurations compared: the plain Mask R-CNN and the paper's best (Sobel, L2, alpha 1).
 CONFIGS = {"baseline": {"filters": []}, "sobel-p2": {"filters": ["sobel"], "p": 2.0}}
-#: The CPU recipe on 128×128 shapes, from random weights (nothing is downloaded). Measured on this data (baseline,
-#: seed 0, 2500 steps, evaluations every 500; see results/shapes/README.md): the paper's setting (frozen batch norm,
-#: i.e. no normalisation from random weights, SGD) barely learns; GroupNorm in ResNet + FPN with SGD lr 0.02 and
-#: warm-up reached segm AP 17.6 / 30.7 at steps 1000 / 2000; the same with AdamW lr 0.001 reached 35.8 / 62.2.
-#: So: GroupNorm, AdamW, 200 warm-up steps, all layers (a random backbone cannot be frozen), the paper's 10x lr drop
-#: for the last 20 % of the steps.
-PRESET: dict[str, Any] = {
-    "backbone": "small", "norm": "gn", "optimizer": "adamw", "warmup_steps": 200, "canvas": [128, 128],
-    "batch_size": 2, "stages": [{"steps": 4, "layers": "all", "lr": 0.001}, {"steps": 1, "layers": "all", "lr": 0.0001}],
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How the experiment runs on one dataset. The config keys are the packaged ``recipe``; ``evals`` is the
+    convergence curves' resolution. ``--quick`` runs one paired seed of ``quick_steps`` (long enough for the
+    curves to part, measured per dataset) with ``quick_evals`` evaluations: it shows the direction the full run
+    tests, never a verdict."""
+
+    recipe: str
+    evals: int
+    quick_steps: int
+    quick_evals: int
+    reference: str | None = None  # committed results of the full run (results/<dataset>)
+
+
+#: Measured per dataset (results/<dataset>/README.md). Any other prepared dataset gets ``CUSTOM``: the real-photo
+#: recipe with a canvas shaped like its images and steps from ``--minutes``.
+PROTOCOLS = {
+    "shapes": Protocol("cpu-shapes", evals=10, quick_steps=2000, quick_evals=4, reference="results/shapes"),
+    "pennfudan": Protocol("cpu-pennfudan", evals=4, quick_steps=600, quick_evals=3, reference="results/pennfudan"),
 }
-STEPS, QUICK_STEPS = 2500, 500
-#: Evaluations per run (the convergence curves' resolution); fewer for --quick, where early evaluations of a barely
-#: trained detector (many low-score detections) cost as much as the training (measured: 10 evaluations made a quick
-#: run 11.0 min instead of about 8).
-EVALS_PER_RUN, QUICK_EVALS_PER_RUN = 10, 4
-#: Compared with the committed reference: mean ± std and Welch's test of the user's seeds against its seeds.
-COMPARE_METRICS = ("segm_AP", "boundary_AP", "bbox_AP", "val_loss_mask")
+CUSTOM = Protocol("cpu-pennfudan", evals=4, quick_steps=0, quick_evals=3)
+DATASETS = tuple(PROTOCOLS)
+#: Minutes of a custom dataset's full run (and of its --quick run) when --minutes is not given.
+CUSTOM_MINUTES, CUSTOM_QUICK_MINUTES = 60.0, 10.0
+#: Compared with the committed reference and judged by the verdict: the headline metrics.
+COMPARE_METRICS = HEADLINE_METRICS
 
 
-def reproduce_configs(data: Path, seeds: int, steps: int, experiment: str, out_dir: Path, results_dir: Path,
-                      workers: int, device: str, evals: int = EVALS_PER_RUN) -> list[Config]:
-    return [
-        Config(experiment=experiment, name=name, data=str(data), out_dir=str(out_dir), results_dir=str(results_dir),
-               seed=seed, steps=steps, workers=workers, device=device, eval_every=max(1, steps // evals),
-               checkpoint_every=max(1, steps // 10), **PRESET, **edge)
-        for name, edge in CONFIGS.items() for seed in range(seeds)
-    ]
+def reproduce_configs(data: Path, seeds: int, steps: int | None, experiment: str, out_dir: Path, results_dir: Path,
+                      workers: int, device: str, evals: int, recipe: str,
+                      canvas: list[int] | None = None) -> list[Config]:
+    """Every (config, seed) of the experiment: the recipe's keys, then the run's own (``steps=None``: the
+    recipe's), evaluated ``evals`` times and checkpointed 10 times per run."""
+    out = []
+    for name, edge in CONFIGS.items():
+        for seed in range(seeds):
+            keys = {"recipe": recipe, "experiment": experiment, "name": name, "data": str(data),
+                    "out_dir": str(out_dir), "results_dir": str(results_dir), "seed": seed, "workers": workers,
+                    "device": device, **({"steps": steps} if steps else {}), **({"canvas": canvas} if canvas else {}),
+                    **edge}
+            cfg = config_from_dict(keys, "edgercnn reproduce")
+            total = cfg.total_steps()
+            out.append(replace(cfg, eval_every=max(1, total // evals), checkpoint_every=max(1, total // 10)))
+    return out
 
 
 def compare_to_reference(ours: Path, reference: Path, metrics: tuple[str, ...] = COMPARE_METRICS) -> pd.DataFrame:
@@ -88,42 +113,110 @@ def _print_comparison(table: pd.DataFrame, reference: Path, console: Console) ->
     console.print(t)
 
 
-def reproduce(*, data: Path = Path("data/shapes"), seeds: int = 3, steps: int | None = None, quick: bool = False,
+def resolve_dataset(dataset: str | None, data: Path | None) -> tuple[str | None, Path]:
+    """(known dataset name or None for a user's dataset, its folder), from ``--dataset`` and/or ``--data``."""
+    if dataset is not None and dataset not in PROTOCOLS:
+        raise EdgeRCNNError(f"--dataset {dataset}: unknown; choose {', '.join(DATASETS)}, or pass --data DIR with "
+                            "any prepared dataset")
+    if data is None:
+        dataset = dataset or "shapes"
+        data = Path("data") / dataset
+    found = manifest_name(data)
+    if found is None:
+        if dataset == "shapes" or dataset is None and Path(data).name == "shapes":
+            return "shapes", Path(data)  # made on the fly
+        hint = {"pennfudan": "edgercnn prepare pennfudan --root DIR (or --download)"}.get(
+            dataset or "", "edgercnn prepare shapes|pennfudan|coco-json|masks|cityscapes|coco")
+        raise EdgeRCNNError(f"{data}: no prepared dataset ({MANIFEST} missing); run {hint} --out {data} first")
+    if dataset is not None and found != dataset:
+        raise EdgeRCNNError(f"{data} holds a {found!r} dataset, not {dataset}; pass the folder of a prepared "
+                            f"{dataset} dataset with --data, or drop --dataset")
+    return (found if found in PROTOCOLS else None), Path(data)
+
+
+def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: int | None = None,
+              steps: int | None = None, minutes: float | None = None, quick: bool = False,
               experiment: str | None = None, out_dir: Path = Path("runs/reproduce"),
-              results_dir: Path = Path("runs/reproduce/results"), reference: Path | None = Path("results/shapes"),
-              jobs: int | None = None, workers: int = 0, device: str = "cpu", console: Console | None = None,
-              command: str = "edgercnn reproduce") -> float:
+              results_dir: Path = Path("runs/reproduce/results"), reference: Path | None = None,
+              compare: bool = True, jobs: int | None = None, workers: int = 0, device: str = "cpu",
+              console: Console | None = None, command: str = "edgercnn reproduce") -> float:
     """Prepare shapes if missing, train + evaluate every config × seed (skipping finished ones, resuming
-    unfinished ones), print the report, the plot paths and the comparison with ``reference``; returns the wall
-    time in seconds. ``quick``: the same pipeline with ``QUICK_STEPS`` steps (a smoke check; not compared)."""
+    unfinished ones), print the report, the verdicts and the comparison with ``reference`` (default: the
+    dataset's committed results); returns the wall time in seconds.
+
+    ``quick``: one paired seed of the protocol's quick steps (the direction, never a verdict). On a user's
+    dataset (``data`` not shapes or pennfudan): the real-photo recipe with a canvas shaped like its images and
+    the steps that fit ``minutes`` (measured on the data first)."""
     console = console or Console()
     started = time.perf_counter()
-    steps = steps or (QUICK_STEPS if quick else STEPS)
-    experiment = experiment or ("shapes-quick" if quick else "shapes")
-    if not (Path(data) / MANIFEST).is_file():
+    dataset, data = resolve_dataset(dataset, data)
+    protocol = PROTOCOLS[dataset] if dataset else CUSTOM
+    if dataset == "shapes" and not (data / MANIFEST).is_file():
         console.print(f"preparing the shapes dataset in {data}")
         make_shapes(data)
+    seeds = seeds if seeds is not None else (1 if quick else 3)
+    evals = protocol.quick_evals if quick else protocol.evals
+    experiment = experiment or (dataset or data.name) + ("-quick" if quick else "")
+    canvas = None
+    if dataset is None:
+        recipe_canvas = config_from_dict({"recipe": protocol.recipe, "data": str(data)}, "edgercnn reproduce").canvas
+        canvas = budget.canvas_for_sizes(budget.train_image_sizes(data), recipe_canvas[0] * recipe_canvas[1])
+        console.print(f"{data}: canvas {canvas[0]}x{canvas[1]} (the {protocol.recipe} recipe's "
+                      f"{recipe_canvas[0] * recipe_canvas[1]} pixels, shaped like the median train image)",
+                      highlight=False)
+    if steps is None and quick and protocol.quick_steps:
+        steps = protocol.quick_steps
+    runs = len(CONFIGS) * seeds
+    jobs = jobs if jobs is not None else max(1, min(runs, os.cpu_count() or 1))
+    if steps is None and (minutes is not None or dataset is None):
+        minutes = minutes if minutes is not None else (CUSTOM_QUICK_MINUTES if quick else CUSTOM_MINUTES)
+        probe = reproduce_configs(data, 1, None, experiment, out_dir, results_dir, workers, device, evals,
+                                  protocol.recipe, canvas)[0]
+        threads = max(1, (os.cpu_count() or 1) // min(jobs, runs))
+        console.print(f"measuring the step time on {data} ({threads} thread(s) per run) ...", highlight=False)
+        timing = budget.calibrate(probe, threads)
+        steps = budget.steps_for_budget(minutes, runs, jobs, evals, timing)
+        console.print(f"{timing.describe()}: {steps} steps per run fit {minutes:g} min ({runs} runs, {jobs} at a "
+                      "time)", highlight=False)
+    configs = reproduce_configs(data, seeds, steps, experiment, out_dir, results_dir, workers, device, evals,
+                                protocol.recipe, canvas)
     todo = []
-    evals = QUICK_EVALS_PER_RUN if quick else EVALS_PER_RUN
-    for cfg in reproduce_configs(Path(data), seeds, steps, experiment, out_dir, results_dir, workers, device, evals):
-        result = SeedResult.of(cfg)
-        if result.exists():
-            console.print(f"{cfg.config_name()} seed {cfg.seed}: done ({result.csv}), skipped", highlight=False)
+    for cfg in configs:
+        if run_state(cfg) == "done":
+            console.print(f"{cfg.config_name()} seed {cfg.seed}: done ({SeedResult.of(cfg).csv}), skipped",
+                          highlight=False)
         else:
             todo.append(cfg)
-    jobs = jobs if jobs is not None else max(1, min(len(todo), os.cpu_count() or 1))
+    jobs = max(1, min(jobs, len(todo) or 1))
     if todo:
-        console.print(f"training {len(todo)} runs of {steps} steps, {jobs} at a time; logs in each run folder "
-                      f"under {out_dir}/{experiment}", highlight=False)
+        console.print(f"training {len(todo)} runs of {configs[0].total_steps()} steps ({protocol.recipe} recipe), "
+                      f"{jobs} at a time; logs in each run folder under {out_dir}/{experiment}", highlight=False)
     run_all(todo, console, command, Executor(jobs=jobs), title="reproduce")
     ours = Path(results_dir) / experiment
     report(ours, console=console)  # prints the tables and the plot paths
-    if reference is not None and not quick and Path(reference).resolve() != ours.resolve():
-        if has_runs(Path(reference)):
-            _print_comparison(compare_to_reference(ours, Path(reference)), Path(reference), console)
+    print_verdicts(ours, console, quick=quick)
+    reference = Path(reference) if reference is not None else \
+        Path(protocol.reference) if protocol.reference else None
+    if compare and reference is not None and not quick and reference.resolve() != ours.resolve():
+        if has_runs(reference):
+            _print_comparison(compare_to_reference(ours, reference), reference, console)
         else:
             console.print(f"no committed results in {reference} to compare with (run from the repository root, "
                           "or pass --reference)", highlight=False)
     elapsed = time.perf_counter() - started
     console.print(f"reproduce finished in {elapsed / 60:.1f} min", highlight=False)
     return elapsed
+
+
+def print_verdicts(ours: Path, console: Console, quick: bool = False) -> pd.DataFrame:
+    """The verdict per metric of each config against the baseline (``reporting.verdict``), as plain lines."""
+    runs, evals = load_runs(ours, COMPARE_METRICS), load_curves(ours, "evals", COMPARE_METRICS)
+    table = verdict.verdicts(runs, evals, {c: "baseline" for c in CONFIGS if c != "baseline"},
+                             {m: higher_is_better(m) for m in COMPARE_METRICS})
+    title = ("Quick check, one paired seed: the direction the full run tests, not a verdict (run without --quick "
+             "for one)" if quick else "Verdict (Welch's test over seeds, 95 % CI, helps/hurts at p < 0.05)")
+    console.print(title, style="bold", highlight=False)
+    labels = {m: metric_label(m) + ("" if higher_is_better(m) else " (lower is better)") for m in COMPARE_METRICS}
+    for line in verdict.verdict_lines(table, labels):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    return table

@@ -13,7 +13,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,26 @@ from rich.table import Table
 
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.reporting.results import SeedResult
 from edgercnn.training.rundir import RunDir
 
 #: Where runs go: ``local`` (this machine), ``slurm`` (submitit), ``submitit-local`` (submitit's local executor:
 #: the Slurm code path without a cluster, for tests and single machines).
 EXECUTORS = ("local", "slurm", "submitit-local")
+#: What a run still needs: nothing (``done``: its per-seed result CSV exists), evaluation (``evaluate``: trained,
+#: ``model_final.pt``), the rest of its training (``resume``: a checkpoint), everything (``new``).
+RUN_STATES = ("done", "evaluate", "resume", "new")
+
+
+def run_state(cfg: Config) -> str:
+    """What the run of ``cfg`` still needs (one of ``RUN_STATES``): the one place that decides it, for sweep's plan,
+    reproduce and the workers that run it."""
+    if SeedResult.of(cfg).exists():
+        return "done"
+    run = RunDir.of(cfg)
+    if run.final_weights.is_file():
+        return "evaluate"
+    return "resume" if run.checkpoint.is_file() else "new"
 
 
 @dataclass(frozen=True)
@@ -81,13 +95,15 @@ def run_one(cfg: Config, threads: int | None, command: str, gpu: int | None = No
     run.path.mkdir(parents=True, exist_ok=True)
     with run.log.open("a") as handle:
         console = Console(file=handle, width=160, force_terminal=False)
-        if run.final_weights.is_file():  # trained, evaluation missing
+        state = run_state(cfg)
+        if state == "done":  # e.g. a requeued job whose run had finished
+            return str(SeedResult.of(cfg).csv)
+        if state == "evaluate":  # trained, evaluation missing
             if int(os.environ.get("RANK", "0")) > 0:  # a requeued multi-GPU job: rank 0 evaluates
                 return ""
             _, csv_path = evaluate_run(run, console=console)
         else:
-            _, _, csv_path = train_and_evaluate(cfg, resume=run.checkpoint.is_file(), console=console,
-                                                command=command)
+            _, _, csv_path = train_and_evaluate(cfg, resume=state == "resume", console=console, command=command)
     return str(csv_path or "")
 
 
@@ -119,7 +135,7 @@ class RunJob:
 def _submitit_executor(executor: Executor, todo: list[Config]):
     import submitit
 
-    folder = executor.folder or str(Path(todo[0].out_dir) / todo[0].experiment / "submitit")
+    folder = executor.folder or str(RunDir.job_files(todo[0]))
     if executor.kind == "submitit-local":
         ex = submitit.AutoExecutor(folder=folder, cluster="local")
     else:
@@ -279,8 +295,8 @@ class _NoLive:
 def _run_inline(cfg: Config, console: Console, command: str) -> None:
     from edgercnn.experiments.pipeline import evaluate_run, train_and_evaluate
 
-    run = RunDir.of(cfg)
-    if run.final_weights.is_file():
-        evaluate_run(run, console=console)
-    else:
-        train_and_evaluate(cfg, resume=run.checkpoint.is_file(), console=console, command=command)
+    state = run_state(cfg)
+    if state == "evaluate":
+        evaluate_run(RunDir.of(cfg), console=console)
+    elif state != "done":
+        train_and_evaluate(cfg, resume=state == "resume", console=console, command=command)

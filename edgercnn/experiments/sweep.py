@@ -8,7 +8,6 @@ hands the runs to an executor (``edgercnn.experiments.runner``) and ends with ``
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from edgercnn.config import Config, config_from_dict
-from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.config import Config, config_from_dict, values as config_text
+from edgercnn.config.runconfig import check_path_component
+from edgercnn.core.errors import ConfigError, EdgeRCNNError
 from edgercnn.reporting.results import SeedResult
-from edgercnn.training.rundir import RunDir
-from edgercnn.experiments.runner import Executor, run_all
+from edgercnn.experiments.runner import Executor, run_all, run_state
 
 EXPERIMENTS_DIR = Path(__file__).parent
 PRESETS_DIR = EXPERIMENTS_DIR / "presets"
@@ -51,6 +50,9 @@ class Experiment:
         if not name.endswith((".yaml", ".yml")):
             matches = [n for n in experiment_names() if n == name] or [n for n in experiment_names()
                                                                        if n.startswith(name)]
+            if len(matches) > 1:
+                raise EdgeRCNNError(f"{name}: matches several experiments ({', '.join(matches)}); pass one of "
+                                    "them in full")
             name = matches[0] if len(matches) == 1 else name
         path = Path(name) if name.endswith((".yaml", ".yml")) else EXPERIMENTS_DIR / f"{name}.yaml"
         if not path.is_file():
@@ -58,7 +60,7 @@ class Experiment:
                                 "(edgercnn sweep --list) or pass an experiment YAML file")
         try:
             data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
             raise EdgeRCNNError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from None
         if not isinstance(data, dict) or not isinstance(data.get("configs"), dict) or not data["configs"]:
             raise EdgeRCNNError(f"{path}: expected a mapping with a non-empty `configs` mapping; see "
@@ -66,6 +68,7 @@ class Experiment:
         unknown = sorted(set(data) - _FIELDS)
         if unknown:
             raise EdgeRCNNError(f"{path}: unknown field(s) {unknown}; known: {', '.join(sorted(_FIELDS))}")
+        _check_fields(data, path)
         reuse = dict(data.get("reuse") or {})
         if set(reuse) - set(data["configs"]):
             raise EdgeRCNNError(f"{path}: reuse names {sorted(set(reuse) - set(data['configs']))}, which are not "
@@ -87,6 +90,42 @@ class Experiment:
                 raise EdgeRCNNError(f"{self.path}: configs.{config}.preset {preset!r} is not in {PRESETS_DIR}")
             values.update(yaml.safe_load(preset_path.read_text()) or {})
         return values | self.base | own, preset_path
+
+
+def _check_fields(data: dict[str, Any], path: Path) -> None:
+    """The types of an experiment file's fields, and its names that become folders (the experiment, each config,
+    each reused experiment: one plain folder name each; seeds: integers >= 0): one line naming the entry."""
+    where = f"{path}:"
+
+    def component(value: Any, entry: str) -> None:
+        try:
+            check_path_component(str(value), entry)
+        except ConfigError as err:
+            raise EdgeRCNNError(f"{where} {err}") from None
+
+    component(path.stem, "the experiment name (the file name)")
+    for key in ("base", "reuse"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise EdgeRCNNError(f"{where} {key}: expected a mapping of keys to values, got {data[key]!r:.60}")
+    for key in ("description", "dataset", "compare"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise EdgeRCNNError(f"{where} {key}: expected a text, got {data[key]!r:.60}")
+    if data.get("dataset") is not None:
+        component(data["dataset"], "dataset")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise EdgeRCNNError(f"{where} seeds: expected a non-empty list of integers >= 0, e.g. [0, 1, 2], got "
+                            f"{seeds!r:.60}")
+    for config, keys in data["configs"].items():
+        component(config, f"configs.{config}")
+        if keys is not None and not isinstance(keys, dict):
+            raise EdgeRCNNError(f"{where} configs.{config}: expected a mapping of config keys (e.g. {{filters: "
+                                f"[sobel], p: 2}}), got {keys!r:.60}")
+        preset = (keys or {}).get("preset")
+        if preset is not None:
+            component(preset, f"configs.{config}.preset")
+    for config, source in (data.get("reuse") or {}).items():
+        component(source, f"reuse.{config}")
 
 
 def experiment_names() -> list[str]:
@@ -114,62 +153,22 @@ def plan(exp: Experiment, *, data: Path | None = None, seeds: tuple[int, ...] | 
             run_keys = {"experiment": exp.name, "name": name, "seed": seed, "data": str(data), "device": device,
                         "out_dir": str(out_dir), "results_dir": str(results_dir)}
             cfg = config_from_dict(keys | run_keys, f"{exp.path}: configs.{name}")
-            result, source = SeedResult.of(cfg), None
-            if exp.reuse.get(name):
-                source = SeedResult(results_dir, exp.reuse[name], name, seed)
-            run = RunDir.of(cfg)
-            if result.exists():
-                state = "done"
-            elif source is not None and source.exists():
+            source = SeedResult(results_dir, exp.reuse[name], name, seed) if exp.reuse.get(name) else None
+            state = run_state(cfg)
+            if state != "done" and source is not None and source.exists():
                 state = "reuse"
-            elif run.final_weights.is_file():
-                state = "evaluate"
-            elif run.checkpoint.is_file():
-                state = "resume"
-            else:
-                state = "new"
             runs.append(PlannedRun(cfg, state, train_command(keys | run_keys, preset),
                                    source if state == "reuse" else None))
     return runs
 
 
 def train_command(keys: dict[str, Any], preset: Path | None) -> str:
-    """The ``edgercnn train`` command of one run; keys without a CLI flag are listed after ``#``."""
-    flags = _train_flags()
-    parts, rest = ["edgercnn", "train"], []
+    """The ``edgercnn train`` command of one run (``config.values.train_command``: the config layer spells the
+    options), with its preset file as ``--config`` and only the keys that differ from it."""
     if preset is not None:
-        parts += ["--config", str(preset)]
         from_preset = yaml.safe_load(preset.read_text()) or {}
         keys = {k: v for k, v in keys.items() if k not in from_preset or from_preset[k] != v}
-    for key, value in keys.items():
-        if key == "filters":
-            parts += [x for f in (value or ["none"]) for x in ("--filter", f)]
-        elif key == "canvas":
-            parts += ["--canvas", "x".join(map(str, value))]
-        elif isinstance(value, bool) and key in flags:
-            parts.append(flags[key][0] if value else flags[key][1])
-        elif key in flags and value is not None:
-            parts += [flags[key][0], str(value)]
-        else:
-            rest.append(f"{key}={value}")
-    parts.append("--resume")
-    return " ".join(shlex.quote(p) for p in parts) + (f"  # and {', '.join(rest)}" if rest else "")
-
-
-def _train_flags() -> dict[str, tuple[str, str | None]]:
-    """Config key → (flag, negative flag) of ``edgercnn train``, read from the CLI itself."""
-    import typer.main
-
-    from edgercnn.cli import app
-
-    command = typer.main.get_command(app).commands["train"]
-    out = {}
-    for param in command.params:
-        if param.param_type_name == "option" and param.name:
-            on = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-            off = next(iter(param.secondary_opts), None)
-            out[param.name] = (on, off)
-    return out
+    return config_text.train_command(keys, preset)
 
 
 def list_experiments(console: Console) -> None:
@@ -224,7 +223,8 @@ def sweep(name: str, *, executor: Executor | None = None, dry_run: bool = False,
 
 
 def parse_sets(values: list[str] | None) -> dict[str, Any]:
-    """``--set key=value`` options (values read as YAML: 3, 0.5, [sobel], true)."""
+    """``--set key=value`` options: values in their text form (``config.values.parse_value``: canvas=128x128,
+    filters=sobel+laplace, smooth=none) or YAML (3, 0.5, [sobel], true)."""
     out = {}
     for item in values or []:
         key, sep, value = item.partition("=")
@@ -233,5 +233,5 @@ def parse_sets(values: list[str] | None) -> dict[str, Any]:
         if key.strip() in RUN_KEYS:
             raise EdgeRCNNError(f"--set {key.strip()}: set by the sweep itself; use its own option (--data, "
                                 "--seeds, --device, --out-dir, --results-dir)")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = config_text.parse_value(key.strip(), value, f"--set {key.strip()}")
     return out

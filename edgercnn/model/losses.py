@@ -24,10 +24,16 @@ KERNELS: dict[str, tuple[tuple[tuple[float, ...], ...], ...]] = {
     "laplace": (((1, 1, 1), (1, -8, 1), (1, 1, 1)),),  # eq. 4: the paper's L
     "laplace4": (((0, 1, 0), (1, -4, 1), (0, 1, 0)),),  # eq. 3
 }
+#: Axis names of the two kernels of a two-kernel filter: x, y, except the diagonal ones (Roberts, Kayyali).
+KERNEL_AXES = {"roberts": ("d1", "d2"), "kayyali": ("d1", "d2")}
 #: The 3×3 Gaussian the authors used for section 5.6.1.
 GAUSSIAN_3X3 = ((0.077847, 0.123317, 0.077847), (0.123317, 0.195346, 0.123317), (0.077847, 0.123317, 0.077847))
 SMOOTH_MODES = ("gt", "pred", "both")
 FORMULATIONS = ("lp", "ce-product", "ce-exp")
+#: The ce-exp formulation: ``paper`` = α · mean(L_mask-pw · exp(L_edge-pw / 4)) (section 5.6.3); ``authors`` = as the
+#: authors coded it, mean(L_mask-pw · exp(α · L_edge-pw / 16)) (mrcnn/model.py mrcnn_mask_edge_loss_graph,
+#: weight_entropy: α inside the exponent, ÷16).
+CE_EXP = ("paper", "authors")
 #: Added under the square root of the gradient magnitude so its gradient is finite at flat regions.
 MAGNITUDE_EPS = 1e-12
 
@@ -95,6 +101,28 @@ def gaussian_smooth(masks: Tensor) -> Tensor:
     return F.conv2d(masks[:, None], _gaussian(masks.device, masks.dtype), padding=1)[:, 0]
 
 
+def filter_input(masks: Tensor, smooth: str | None, role: str) -> Tensor:
+    """What the filters see of masks [N, M, M] in ``role`` ("gt" or "pred"): Gaussian-smoothed when ``smooth``
+    is that role or "both" (section 5.6.1), else the masks themselves."""
+    return gaussian_smooth(masks) if smooth in (role, "both") else masks
+
+
+def channel_names(filters: tuple[str, ...], magnitude: bool) -> list[str]:
+    """Names of ``edge_maps``' channels in its order: each kernel, then a magnitude per two-kernel filter."""
+    names = []
+    for f in filters:
+        names += [f"{f} {a}" for a in KERNEL_AXES.get(f, ("x", "y"))] if len(KERNELS[f]) == 2 else [f]
+    if magnitude:
+        names += [f"{f} magnitude" for f in filters if len(KERNELS[f]) == 2]
+    return names
+
+
+def edge_distance(pred_edges: Tensor, target_edges: Tensor, p: float) -> Tensor:
+    """The per-pixel, per-channel |E(pred) − E(target)|^p of eq. 5 (no p-th root), before any mean."""
+    diff = (pred_edges - target_edges).abs()
+    return diff.square() if p == 2 else diff.pow(p)
+
+
 def edge_agreement_loss(
     pred: Tensor,
     target: Tensor,
@@ -105,6 +133,7 @@ def edge_agreement_loss(
     smooth: str | None = None,
     magnitude: bool = False,
     formulation: str = "lp",
+    ce_exp: str = "paper",
 ) -> Tensor:
     """Edge Agreement Loss between predicted mask probabilities and matched ground-truth masks.
 
@@ -120,33 +149,35 @@ def edge_agreement_loss(
             "ce-product" = weight · mean(L_mask-pw · L_edge-pw); "ce-exp" = weight · mean(L_mask-pw ·
             exp(L_edge-pw / 4)) (section 5.6.3), with L_edge-pw the channel mean of |ΔE|^p at each pixel and
             L_mask-pw the pixel-wise binary cross-entropy of pred against target.
+        ce_exp: "paper" as above, or "authors": mean(L_mask-pw · exp(weight · L_edge-pw / 16)) (``CE_EXP``).
 
     Returns a scalar; N = 0 gives a zero still attached to ``pred``'s graph.
     """
     filters = check_edge_args(filters, p, smooth, magnitude, formulation)
-    return _edge_loss(pred, target, filters, p, weight, smooth, magnitude, formulation)
+    return _edge_loss(pred, target, filters, p, weight, smooth, magnitude, formulation, ce_exp)
 
 
 def _edge_loss(pred: Tensor, target: Tensor, filters: tuple[str, ...], p: float, weight: float, smooth: str | None,
-               magnitude: bool, formulation: str) -> Tensor:
+               magnitude: bool, formulation: str, ce_exp: str = "paper") -> Tensor:
     """``edge_agreement_loss`` after its options were checked (the per-step path of ``EdgeLoss``)."""
     if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != pred.shape[-2]:
         raise ValueError(f"pred and target must both be [N, M, M]; got {tuple(pred.shape)} and {tuple(target.shape)}")
     if pred.shape[0] == 0:
         return pred.sum() * 0.0
     target = target.to(pred.dtype)
-    gt = gaussian_smooth(target) if smooth in ("gt", "both") else target
-    pr = gaussian_smooth(pred) if smooth in ("pred", "both") else pred
+    gt = filter_input(target, smooth, "gt")
+    pr = filter_input(pred, smooth, "pred")
     # One convolution over pred and target together.
     edges = edge_maps(torch.cat([pr, gt]), filters, magnitude)
-    diff = (edges[: pred.shape[0]] - edges[pred.shape[0]:]).abs()
-    dist = diff.square() if p == 2 else diff.pow(p)
+    dist = edge_distance(edges[: pred.shape[0]], edges[pred.shape[0]:], p)
     if formulation == "lp":
         return weight * dist.mean()
     edge_pw = dist.mean(dim=1)  # [N, M, M]
     mask_pw = F.binary_cross_entropy(pred, target, reduction="none")  # log clamped at -100 by torch
     if formulation == "ce-product":
         return weight * (mask_pw * edge_pw).mean()
+    if ce_exp == "authors":
+        return (mask_pw * torch.exp(weight * edge_pw / 16)).mean()
     return weight * (mask_pw * torch.exp(edge_pw / 4)).mean()
 
 
@@ -160,19 +191,22 @@ class EdgeLoss:
     smooth: str | None = None
     magnitude: bool = False
     formulation: str = "lp"
+    ce_exp: str = "paper"  # CE_EXP
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "filters", check_edge_args(self.filters, self.p, self.smooth, self.magnitude, self.formulation)
         )
+        if self.ce_exp not in CE_EXP:
+            raise ValueError(f"ce_exp: got {self.ce_exp!r}; allowed: {', '.join(CE_EXP)}")
 
     @classmethod
     def from_config(cls, cfg) -> "EdgeLoss":
         """The edge loss of a run config (``edgercnn.config.Config``: filters, p, alpha, smooth, magnitude,
         formulation); read here, beside the constructor, so no one else picks these keys."""
         return cls(filters=tuple(cfg.filters), p=cfg.p, weight=cfg.alpha, smooth=cfg.smooth, magnitude=cfg.magnitude,
-                   formulation=cfg.formulation)
+                   formulation=cfg.formulation, ce_exp=cfg.ce_exp)
 
     def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
         return _edge_loss(pred, target, self.filters, self.p, self.weight, self.smooth, self.magnitude,
-                          self.formulation)
+                          self.formulation, self.ce_exp)

@@ -22,22 +22,18 @@ from torch import Tensor, nn
 from torchvision.models import resnet18, resnet50, resnet101
 from torchvision.models import ResNet50_Weights, ResNet101_Weights
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss, project_masks_on_boxes
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import boxes as box_ops
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import Conv2dNormActivation
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-from edgercnn.model.architecture import BACKBONES, GN_GROUPS, MASK_HEADS_56, MASK_SIZES, STAGE_LAYERS
+from edgercnn.model.architecture import MASK_HEADS_56, MASK_SIZES, STAGE_LAYERS
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.losses import EdgeLoss
+from edgercnn.model.matterport import pad_rois, roi_box_loss, subsample_instances
 
 IMAGENET_WEIGHTS = {"resnet50": ResNet50_Weights.IMAGENET1K_V1, "resnet101": ResNet101_Weights.IMAGENET1K_V1}
 RESNETS = {"resnet18": resnet18, "resnet50": resnet50, "resnet101": resnet101}
@@ -48,7 +44,12 @@ STAGE_4_AND_UP = ("layer3", "layer4")
 class MatterportSampler(BalancedPositiveNegativeSampler):
     """matterport's RoI sampling (mrcnn/model.py detection_targets_graph): up to int(N × fraction) positives like
     torchvision, but negatives only int(positives / fraction) − positives (float32, as TensorFlow computes it),
-    never filled up to N; one negative when there are no positives."""
+    never filled up to N; one negative when there are no positives, or none with ``empty_negative=False`` (as
+    matterport, whose zero-padded RoI slots then train the background: ``class_loss="matterport"``)."""
+
+    def __init__(self, batch_size_per_image: int, positive_fraction: float, empty_negative: bool = True):
+        super().__init__(batch_size_per_image, positive_fraction)
+        self.empty_negative = empty_negative
 
     def __call__(self, matched_idxs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         pos_idx, neg_idx = [], []
@@ -59,7 +60,8 @@ class MatterportSampler(BalancedPositiveNegativeSampler):
             ratio = torch.tensor(1.0 / self.positive_fraction, dtype=torch.float32)
             # matterport pads the RoIs with zero boxes trained as background; one negative stands in for them
             # when there are no positives (an empty sample would make torchvision's fastrcnn_loss NaN)
-            num_neg = min(negative.numel(), max(int(ratio * torch.tensor(float(num_pos))) - num_pos, num_pos == 0))
+            num_neg = min(negative.numel(), max(int(ratio * torch.tensor(float(num_pos))) - num_pos,
+                                                   int(num_pos == 0 and self.empty_negative)))
             pos_mask = torch.zeros_like(matched, dtype=torch.uint8)
             neg_mask = torch.zeros_like(matched, dtype=torch.uint8)
             pos_mask[positive[torch.randperm(positive.numel(), device=matched.device)[:num_pos]]] = 1
@@ -72,18 +74,25 @@ class MatterportSampler(BalancedPositiveNegativeSampler):
 class EdgeRoIHeads(RoIHeads):
     """``RoIHeads`` that adds ``loss_edge`` during training when ``edge_loss`` is set, and the authors'
     alternatives: ``add_gt_to_proposals=False``, ``mask_targets="binary"``, ``postprocess="matterport"``,
-    ``crowd_negatives="exclude"`` (reads the targets' ``crowd_boxes``).
+    ``crowd_negatives="exclude"`` (reads the targets' ``crowd_boxes``), ``box_loss="matterport"``,
+    ``class_loss="matterport"``, ``max_gt_instances`` (see ``model.matterport``), and ``num_trained_classes``: with a
+    classifier wider than the dataset (the authors' 35-way Cityscapes head), detections of the other classes are
+    dropped at inference.
 
     Adds no parameters, so its state_dict is torchvision's.
     """
 
     def __init__(self, *args, edge_loss: EdgeLoss | None = None, add_gt_to_proposals: bool = True,
                  mask_targets: str = "soft", postprocess: str = "torchvision", crowd_negatives: str = "keep",
-                 **kwargs):
+                 box_loss: str = "torchvision", class_loss: str = "torchvision", max_gt_instances: int | None = None,
+                 num_trained_classes: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.edge_loss = edge_loss
         self.add_gt_to_proposals, self.mask_targets, self.postprocess = add_gt_to_proposals, mask_targets, postprocess
         self.crowd_negatives = crowd_negatives
+        self.box_loss, self.class_loss, self.max_gt_instances = box_loss, class_loss, max_gt_instances
+        self.num_trained_classes = num_trained_classes  # labels 1..N are trained; None: every output
+        self.roi_slots = self.fg_bg_sampler.batch_size_per_image  # matterport's TRAIN_ROIS_PER_IMAGE slots
         self._crowd_boxes: list[Tensor] | None = None  # the targets' crowd_boxes during one training forward
 
     def assign_targets_to_proposals(self, proposals, gt_boxes, gt_labels):
@@ -105,7 +114,13 @@ class EdgeRoIHeads(RoIHeads):
         """torchvision's, or matterport's refine_detections_graph: the argmax class of each RoI (background-argmax
         RoIs dropped) with its probability as score, kept when >= score_thresh (when > 0), NMS per class."""
         if self.postprocess == "torchvision":
-            return super().postprocess_detections(class_logits, box_regression, proposals, image_shapes)
+            boxes, scores, labels = super().postprocess_detections(class_logits, box_regression, proposals,
+                                                                   image_shapes)
+            if self.num_trained_classes is None:
+                return boxes, scores, labels
+            keep = [lab <= self.num_trained_classes for lab in labels]
+            return [b[k] for b, k in zip(boxes, keep)], [s[k] for s, k in zip(scores, keep)], \
+                [lab[k] for lab, k in zip(labels, keep)]
         boxes_per_image = [len(p) for p in proposals]
         pred_boxes = self.box_coder.decode(box_regression, proposals).split(boxes_per_image, 0)
         pred_scores = F.softmax(class_logits, -1).split(boxes_per_image, 0)
@@ -114,6 +129,8 @@ class EdgeRoIHeads(RoIHeads):
             boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
             score, label = scores.max(dim=1)
             keep = label > 0
+            if self.num_trained_classes is not None:  # an untrained class: no category to report it as
+                keep &= label <= self.num_trained_classes
             if self.score_thresh > 0:  # matterport: `if config.DETECTION_MIN_CONFIDENCE:`
                 keep &= score >= self.score_thresh
             idx = torch.where(keep)[0]
@@ -133,15 +150,24 @@ class EdgeRoIHeads(RoIHeads):
             self._crowd_boxes = None
 
     def _forward(self, features, proposals, image_shapes, targets=None):
-        if not self.training or (self.edge_loss is None and self.mask_targets == "soft"):
+        if not self.training or (self.edge_loss is None and self.mask_targets == "soft" and self.box_loss ==
+                                 "torchvision" and self.class_loss == "torchvision" and self.max_gt_instances is None):
             return super().forward(features, proposals, image_shapes, targets)
         if targets is None or not self.has_mask() or self.keypoint_predictor is not None:
             raise ValueError("EdgeRoIHeads trains masks only and needs targets")
+        if self.max_gt_instances is not None:  # after the RPN's targets, as matterport's data_generator
+            targets = [subsample_instances(t, self.max_gt_instances) for t in targets]
         # Same steps as torchvision 0.29.1 RoIHeads.forward (training branch, boxes then masks).
         proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
+        if self.class_loss == "matterport":
+            proposals, matched_idxs, labels, regression_targets = pad_rois(proposals, matched_idxs, labels,
+                                                                           regression_targets, self.roi_slots)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
+        # with class_loss="matterport" the mean over the padded RoIs is mrcnn_class_loss_graph's sum / (slots × batch)
         loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        if self.box_loss == "matterport":
+            loss_box_reg = roi_box_loss(box_regression, labels, regression_targets)
 
         pos = [torch.where(lab > 0)[0] for lab in labels]
         mask_proposals = [prop[i] for prop, i in zip(proposals, pos)]
@@ -174,6 +200,25 @@ class EdgeRoIHeads(RoIHeads):
         with torch.autocast(logits.device.type, enabled=False):
             loss_edge = self.edge_loss(logits.float().sigmoid(), mask_targets.float())
         return loss_mask, loss_edge
+
+
+def to_edge_roi_heads(heads: RoIHeads, **options) -> EdgeRoIHeads:
+    """An ``EdgeRoIHeads`` in place of torchvision's ``heads``, keeping its settings (``options``: EdgeRoIHeads'
+    keyword arguments). It shares ``heads``' modules (so weights and state_dict keys stay) and its very matcher,
+    sampler and box coder objects (so e.g. ``allow_low_quality_matches`` or a custom sampler carry over), its
+    inference thresholds and its train/eval mode; attributes are those of torchvision 0.29.1 ``RoIHeads.__init__``."""
+    new = EdgeRoIHeads(
+        heads.box_roi_pool, heads.box_head, heads.box_predictor,
+        heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
+        heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
+        heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
+        mask_roi_pool=heads.mask_roi_pool, mask_head=heads.mask_head, mask_predictor=heads.mask_predictor,
+        keypoint_roi_pool=heads.keypoint_roi_pool, keypoint_head=heads.keypoint_head,
+        keypoint_predictor=heads.keypoint_predictor, **options,
+    )
+    new.box_similarity, new.proposal_matcher = heads.box_similarity, heads.proposal_matcher
+    new.fg_bg_sampler, new.box_coder = heads.fg_bg_sampler, heads.box_coder
+    return new.train(heads.training)
 
 
 class CanvasTransform(GeneralizedRCNNTransform):
@@ -242,10 +287,11 @@ class WideRPNHead(RPNHead):
         self.conv = nn.Sequential(Conv2dNormActivation(in_channels, channels, kernel_size=3, norm_layer=None))
 
 
-def load_imagenet(body: nn.Module, name: str, weights: str) -> None:
+def load_imagenet(body: nn.Module, name: str, weights: str) -> set[str]:
     """Load ``weights`` into the ResNet ``body``: "imagenet" (torchvision's file for ``name``), "imagenet-resnet50"
     (torchvision's ResNet-50 file by layer name into any ResNet, as the authors' code loaded its Keras ResNet-50
-    file: a ResNet-101 keeps random init in layer3.6-22, matterport's res4g-res4w) or a state_dict path."""
+    file: a ResNet-101 keeps random init in layer3.6-22, matterport's res4g-res4w) or a state_dict path. Returns
+    the state_dict names the file did not cover (``fc`` and ``num_batches_tracked`` left out)."""
     by_name, arch = weights == "imagenet-resnet50", name
     if by_name:
         weights, name = "imagenet", "resnet50"
@@ -270,11 +316,12 @@ def load_imagenet(body: nn.Module, name: str, weights: str) -> None:
     except RuntimeError as err:  # shapes differ: another architecture's file
         raise EdgeRCNNError(f"{path}: does not match {arch} ({str(err).splitlines()[-1].strip()[:120]}); "
                             f"{hint}") from None
-    missing = [k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
-               and not by_name]
+    uncovered = {k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    missing = [] if by_name else sorted(uncovered)
     if missing or unexpected:
         raise EdgeRCNNError(f"{path}: does not match {arch} (missing {missing[:3]}, unexpected {unexpected[:3]}); "
                             f"{hint}")
+    return uncovered
 
 
 def xavier_init_(module: nn.Module) -> None:

@@ -7,6 +7,7 @@ PNG, or PDF when the path ends in .pdf, atomically.
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from edgercnn.config.values import format_value
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.core.io import atomic_write_bytes
 
@@ -123,8 +125,15 @@ def comparison_figure(panels: list[list], row_labels: list[str], column_titles: 
                 ax.set_ylabel(row_labels[r], fontsize=9)
     what = ("orange: best-IoU prediction per GT instance (enlarged)" if crop
             else "predicted masks (class, score)")
-    fig.suptitle(f"{title + chr(10) if title else ''}{what}; white: ground truth", fontsize=10)
+    fig.suptitle(wrap_title(f"{title + chr(10) if title else ''}{what}; white: ground truth", fig), fontsize=10)
     return fig
+
+
+def wrap_title(text: str, fig: Figure, fontsize: float = 10) -> str:
+    """``text`` with each line wrapped to the figure's width, so that a one-column figure's title is not cut off at
+    its sides (about 0.6 × fontsize points per character: a margin over DejaVu Sans's average)."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.split("\n"))
 
 
 def _symmetric(*arrays) -> float:
@@ -155,7 +164,7 @@ def edges_figure(arrays, roi, *, title: str = "", loss_value: float | None = Non
     FigureCanvasAgg(fig)
     axes = np.array(fig.subplots(n_rows, n_ch + 2, squeeze=False))
     loss = arrays.loss
-    smooth = loss.smooth or "none"
+    smooth = format_value("smooth", loss.smooth)
     # column 0: where the RoI is; settings
     ax = axes[0, 0]
     ax.imshow(roi.image.permute(1, 2, 0).numpy())

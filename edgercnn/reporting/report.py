@@ -29,30 +29,30 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from edgercnn.config.values import is_none
 from edgercnn.reporting import results, stats
-from edgercnn.evaluation.cocometrics import IOU_TYPES, METRIC_NAMES
+from edgercnn.evaluation.cocometrics import BBOX_METRICS, BOUNDARY_METRICS, SEGM_METRICS
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.evaluation.evaluate import METRICS
-from edgercnn.reporting.plots import plot_convergence, plot_losses
-from edgercnn.training.rundir import EVAL_COLUMNS
+from edgercnn.evaluation.evaluate import (HEADLINE_METRICS, LOSS_METRICS, METRICS, TRAINING_METRICS,
+                                          higher_is_better)
+from edgercnn.reporting.plots import LOSS_PANELS, plot_convergence, plot_losses
 
-SEGM_METRICS, BBOX_METRICS, BOUNDARY_METRICS = (tuple(f"{kind}_{n}" for n in METRIC_NAMES) for kind in IOU_TYPES)
-#: Lower is better for these; their relative change is reported with the same sign convention (new - base).
-LOSS_METRICS = tuple(m for m in METRICS if m.startswith("val_loss"))
+# LOSS_METRICS: lower is better; their relative change is reported with the same sign convention (new - base).
 #: Column titles as in the paper's tables.
 SHORT = ({m: m.split("_", 1)[1] for m in SEGM_METRICS + BBOX_METRICS}
-         | {m: "b" + m.split("_", 1)[1] for m in BOUNDARY_METRICS} | {"val_loss_mask": "val L_Mask"})
+         | {m: "b" + m.split("_", 1)[1] for m in BOUNDARY_METRICS}
+         | {m: "val L_" + m.rsplit("_", 1)[1].capitalize() for m in LOSS_METRICS})
 FORMATS = ("table", "markdown", "latex", "csv")
 #: Boundary APs shown in the main table next to the six segm APs (the csv output has all six).
 TABLE_BOUNDARY = BOUNDARY_METRICS[:3]
 #: Rows of the significance table in the text formats (the csv output tests every metric).
-SIG_METRICS = SEGM_METRICS + TABLE_BOUNDARY + ("bbox_AP",) + LOSS_METRICS
+SIG_METRICS = SEGM_METRICS + TABLE_BOUNDARY + BBOX_METRICS[:1] + LOSS_METRICS
 #: A difference is significant when Welch's p is below this (and there is a p at all).
 ALPHA = 0.05
 #: Metrics of seed-<n>-evals.csv (the convergence curves).
-EVAL_METRICS = EVAL_COLUMNS[1:]
+EVAL_METRICS = TRAINING_METRICS
 #: Speed-up per evals metric: {metric: higher is better}.
-SPEEDUP_METRICS = {"segm_AP": True, "boundary_AP": True, "bbox_AP": True, "val_loss_mask": False}
+SPEEDUP_METRICS = {m: higher_is_better(m) for m in HEADLINE_METRICS}
 SIG_COLUMNS = ("config", "baseline", "metric", "diff", "ci_low", "ci_high", "p", "n", "n_baseline", "significant")
 SPEEDUP_COLUMNS = ("config", "baseline", "metric", "target", "speedup", "ci_low", "ci_high", "n", "n_reached")
 
@@ -79,16 +79,6 @@ class ReportResult:
 def load_runs(exp_dir: Path) -> pd.DataFrame:
     """All per-seed result rows of ``exp_dir`` (see ``edgercnn.reporting.results.load_runs``), every metric column present."""
     return results.load_runs(exp_dir, METRICS)
-
-
-def load_losses(exp_dir: Path, columns: tuple[str, ...] = ("loss_mrcnn", "loss_mask")) -> pd.DataFrame:
-    """All ``seed-<n>-losses.csv`` in long format: config (folder name), seed, step, ``columns``."""
-    return results.load_curves(exp_dir, "losses", columns)
-
-
-def load_evals(exp_dir: Path) -> pd.DataFrame:
-    """All ``seed-<n>-evals.csv`` in long format: config, seed, step, ``EVAL_METRICS`` (empty when none)."""
-    return results.load_curves(exp_dir, "evals", EVAL_METRICS)
 
 
 def clean_curves(curves: pd.DataFrame, columns: tuple[str, ...]) -> tuple[pd.DataFrame, dict[tuple[str, int], int]]:
@@ -142,6 +132,10 @@ def load_reference(path: Path) -> pd.DataFrame:
         for col in (m, f"{m}_std"):
             ref[col] = pd.to_numeric(ref[col], errors="coerce") if col in ref else math.nan
     ref["config"] = ref["config"].astype(str)
+    twice = sorted(set(ref["config"][ref["config"].duplicated()]))
+    if twice:
+        raise EdgeRCNNError(f"{path}: config(s) {', '.join(twice)} have more than one row; a reference CSV has one "
+                            "row per config (mean and <metric>_std columns): keep one")
     return ref.set_index("config")
 
 
@@ -186,8 +180,7 @@ def find_baseline(configs: list[str], runs: pd.DataFrame | None = None, baseline
     if "baseline" in configs:
         return "baseline"
     if runs is not None and "filters" in runs:
-        filters = runs["filters"].astype(str).str.strip().str.lower()
-        found = sorted(runs.loc[filters.isin(["none", "", "[]"]), "config"].unique())
+        found = sorted(runs.loc[runs["filters"].map(is_none), "config"].unique())
         if found:
             return found[0]
     return None
@@ -372,7 +365,8 @@ def relative_rows(summary: pd.DataFrame, configs: list[str]) -> tuple[list[str],
     for c in configs:
         row = summary.loc[c]
         rows.append([c] + [fmt_rel(row[f"{m}_rel"]) for m in SEGM_METRICS]
-                    + [fmt_rel(row["segm_avg_rel"]), fmt_rel(row["bbox_AP_rel"]), fmt_rel(row["val_loss_mask_rel"])])
+                    + [fmt_rel(row["segm_avg_rel"]), fmt_rel(row[f"{BBOX_METRICS[0]}_rel"])]
+                    + [fmt_rel(row[f"{m}_rel"]) for m in LOSS_METRICS])
     return header, rows
 
 
@@ -420,7 +414,7 @@ def _sections(summary, configs, baseline, reference, ref_configs, ref_name, sig=
                     "evaluations); mean over seeds [95 % CI]", *speedup_rows(speed, configs)))
     if reference is not None:
         # the paper's tables have no validation mask loss or boundary AP: leave those columns out when empty
-        h, r = metric_rows(reference, ref_configs, with_loss=bool(reference["val_loss_mask"].notna().any()),
+        h, r = metric_rows(reference, ref_configs, with_loss=bool(reference[list(LOSS_METRICS)].notna().any().any()),
                            with_boundary=bool(reference[list(TABLE_BOUNDARY)].notna().any().any()))
         if "segm_avg_rel" in reference:
             h = h + ["avg Δ (6 segm)"]
@@ -527,6 +521,7 @@ def report(
     baseline: str | None = None,
     plot_dir: Path | None = None,
     console: Console | None = None,
+    split_mixed: bool = False,
 ) -> ReportResult:
     """Summarise ``exp_dir`` (results/<experiment>): print the tables to ``console`` (a new stdout Console
     when None) in ``fmt`` (table | markdown | latex | csv), write ``losses.png`` (and ``convergence.png``) to
@@ -538,11 +533,14 @@ def report(
 
     ``compare``: a reference CSV (results/paper/*.csv) shown beside ours, matched on ``config``; its own
     relative changes use its row named like our baseline (or ``baseline``).
+
+    Seeds of one config that differ in experiment, dataset, steps or config (``results.check_pooled``) are an
+    error, or with ``split_mixed`` reported as separate configs.
     """
     if fmt not in FORMATS:
         raise EdgeRCNNError(f"--format {fmt}: unknown; choose one of {', '.join(FORMATS)}")
     exp_dir = Path(exp_dir)
-    runs = load_runs(exp_dir)
+    runs = results.check_pooled(load_runs(exp_dir), split=split_mixed)
     summary = summarize(runs)
     configs = list(summary.index)
     base = find_baseline(configs, runs, baseline)
@@ -572,7 +570,7 @@ def report(
 
     plots: list[Path] = []
     out_dir = Path(plot_dir if plot_dir is not None else exp_dir)
-    losses = _tolerant_curves(exp_dir, "losses", ("loss_mrcnn", "loss_mask"), notes)
+    losses = _tolerant_curves(exp_dir, "losses", tuple(column for column, _ in LOSS_PANELS), notes)
     if not losses.empty:
         plot_configs, plot_pairs = _plot_pairs(losses, base, baseline is not None)
         plots.append(plot_losses(losses, out_dir / "losses.png", baseline=base if base in plot_configs else None,

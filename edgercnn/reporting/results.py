@@ -9,11 +9,11 @@ git commit and command; beside it ``seed-<n>-losses.csv`` (the run's per-step lo
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import yaml
 
 import edgercnn
 from edgercnn.config import Config
+from edgercnn.config.values import format_value
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.core.io import atomic_write_bytes, atomic_write_text
 from edgercnn.training.rundir import RunDir
@@ -85,26 +86,21 @@ def git_commit() -> str:
 
 
 def config_columns(cfg: Config) -> dict[str, Any]:
-    """Config keys as flat CSV values (lists joined, None as "none")."""
+    """Config keys as flat CSV values in their text form (``config.values.format_value``: lists joined, None as
+    "none"); stages and lr as resolved."""
     out: dict[str, Any] = {}
     for key, value in cfg.to_dict().items():
-        if key == "filters":
-            value = "+".join(value) if value else "none"
-        elif key == "canvas":
-            value = "x".join(str(v) for v in value)
-        elif key == "stages":
-            value = ",".join(f"{s['layers']}:{s['steps']}@{s['lr']:g}" for s in cfg.resolved_stages())
+        if key == "stages":
+            value = cfg.resolved_stages()
         elif key == "lr":
             value = float(cfg.resolved_stages()[0]["lr"])
-        elif value is None:
-            value = "none"
-        out[key] = value
+        out[key] = format_value(key, value)
     out["steps"] = cfg.total_steps()
     return out
 
 
 def write_result(cfg: Config, run: RunDir, metrics: dict[str, Any], metric_names: tuple[str, ...], steps: int,
-                 wall_time_s: float, command: str) -> Path:
+                 wall_time_s: float, command: str, data_fingerprint: str | None = None) -> Path:
     """Write the per-seed CSV (after the losses, evals and config beside it: it marks the seed done); returns
     the CSV path."""
     import torch
@@ -113,7 +109,8 @@ def write_result(cfg: Config, run: RunDir, metrics: dict[str, Any], metric_names
     row = {"experiment": cfg.experiment, "config": cfg.config_name(), **config_columns(cfg)}
     row.update({m: metrics.get(m, math.nan) for m in metric_names})
     row.update({
-        "val_images": metrics.get("val_images"), "steps": steps, "wall_time_s": round(wall_time_s, 2),
+        "val_images": metrics.get("val_images"), "data_fingerprint": data_fingerprint or "",
+        "steps": steps, "wall_time_s": round(wall_time_s, 2),
         "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "edgercnn_version": edgercnn.__version__, "git_commit": git_commit(), "command": command,
     })
@@ -184,6 +181,43 @@ def load_runs(exp_dir: Path, metric_names: tuple[str, ...]) -> pd.DataFrame:
     return runs.sort_values(["config", "seed"], kind="stable").reset_index(drop=True)
 
 
+#: Config columns the seeds of one config may differ in: where and how a run ran, not what it learned (the
+#: dataset is compared by its fingerprint, not its path, when the CSVs record it).
+POOL_MAY_DIFFER = frozenset({"seed", "device", "workers", "out_dir", "results_dir", "world_size", "checkpoint_every",
+                             "eval_every", "eval_at_end", "name"})
+
+
+def check_pooled(runs: pd.DataFrame, split: bool = False) -> pd.DataFrame:
+    """``runs`` (from ``load_runs``) when the seeds of each config agree in experiment, dataset fingerprint,
+    steps and every config column but ``POOL_MAY_DIFFER``: otherwise a one-line error naming the config, the
+    column and the seeds, or, with ``split``, each group of agreeing seeds as its own config (``config
+    [column=value]``). A column a CSV lacks (an older version's) is not compared for it."""
+    fields = {f.name for f in dataclasses.fields(Config)} - POOL_MAY_DIFFER
+    columns = ["experiment", "data_fingerprint", "steps", *sorted(fields - {"experiment", "steps"})]
+    if "data_fingerprint" not in runs or runs["data_fingerprint"].replace("", math.nan).isna().all():
+        columns.remove("data_fingerprint")  # no fingerprints recorded: the dataset path stands in for it
+    else:
+        columns.remove("data")
+    columns = [c for c in columns if c in runs]
+    text = runs[columns].astype(object).where(runs[columns].notna(), None).map(
+        lambda v: None if v is None or v == "" else str(v))
+    out = runs.copy()
+    for config, idx in runs.groupby("config", sort=True).groups.items():
+        differ = [c for c in columns if text.loc[idx, c].dropna().nunique() > 1]
+        if not differ:
+            continue
+        if not split:
+            c = differ[0]
+            seeds = "; ".join(f"{v}: seed(s) {', '.join(str(int(s)) for s in runs.loc[g.index, 'seed'])}"
+                              for v, g in text.loc[idx].groupby(c, dropna=False))
+            raise EdgeRCNNError(f"config {config}: its seeds differ in {', '.join(differ)} ({c} {seeds}); they are "
+                                "not one config: move the odd seed CSVs away, or pass --split-mixed to report "
+                                "each group as its own config")
+        for i in idx:
+            out.at[i, "config"] = f"{config} [" + ", ".join(f"{c}={text.at[i, c]}" for c in differ) + "]"
+    return out.sort_values(["config", "seed"], kind="stable").reset_index(drop=True)
+
+
 def load_curves(exp_dir: Path, kind: str, columns: tuple[str, ...]) -> pd.DataFrame:
     """All ``seed-<n>-<kind>.csv`` (kind: ``losses`` or ``evals``) in long format: config (folder name), seed,
     step, ``columns``. Empty (with those columns) when there are none."""
@@ -202,7 +236,3 @@ def load_curves(exp_dir: Path, kind: str, columns: tuple[str, ...]) -> pd.DataFr
         return pd.DataFrame(columns=["config", "seed", "step", *columns])
     return pd.concat(frames, ignore_index=True)[["config", "seed", "step", *columns]]
 
-
-if __name__ == "__main__":  # for shell scripts: `python -m edgercnn.reporting.results RESULTS_DIR EXP CONFIG SEED`
-    root, exp, name, seed = sys.argv[1:5]
-    print(SeedResult(root, exp, name, int(seed)).csv)

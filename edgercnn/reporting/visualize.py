@@ -11,25 +11,23 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
-from edgercnn.training.checkpoint import read_checkpoint, read_weights
 from edgercnn.config import Config
+from edgercnn.config.values import is_none
 from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.data.manifest import MANIFEST, load_manifest
 from edgercnn.data.transforms import to_original
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.model.losses import KERNELS, EdgeLoss, edge_maps, gaussian_smooth
+from edgercnn.model.architecture import MASK_SIZES
+from edgercnn.model.losses import KERNELS, EdgeLoss, channel_names, edge_distance, edge_maps, filter_input
 from edgercnn.training.builder import build_model
 from edgercnn.training.rundir import RunDir
 from edgercnn.training.trainer import resolve_device
 
-#: Axis names of the two kernels of each two-kernel filter (Roberts and Kayyali respond to the diagonals).
-KERNEL_AXES = {"roberts": ("d1", "d2"), "kayyali": ("d1", "d2")}
 #: The edge loss shown for a run trained without one (the baseline) when no --filter is given.
 DEFAULT_EDGE_LOSS = EdgeLoss()
 
@@ -51,15 +49,10 @@ class LoadedRun:
 
 
 def run_weights(run: RunDir) -> tuple[dict[str, Tensor], str]:
-    """(state_dict, note): a run's final weights, or its latest checkpoint's model when training did not finish.
-    The one place this module reads weights (through ``edgercnn.training.checkpoint``, as ``evaluate_run`` does)."""
-    if run.final_weights.is_file():
-        return read_weights(run.final_weights, "re-run or resume the training (edgercnn train --resume)"), ""
-    if run.checkpoint.is_file():
-        info = read_checkpoint(run.checkpoint)
-        return info["model"], f"unfinished: step {int(info['step'])}"
-    raise EdgeRCNNError(f"{run}: no {run.final_weights.name} or {run.checkpoint.name}; train the run first "
-                        "(edgercnn train)")
+    """(state_dict, note): a run's final weights, or its latest checkpoint's model when training did not finish
+    (``RunDir.load_weights``, as ``evaluate_run`` reads them)."""
+    weights = run.load_weights("re-run or resume the training (edgercnn train --resume)")
+    return weights.state, "" if weights.final else f"unfinished: step {weights.step}"
 
 
 def load_run(path: Path | str, device: str = "cpu") -> LoadedRun:
@@ -135,11 +128,7 @@ def gt_instances(dataset: CocoInstanceDataset, image_id: int) -> tuple[np.ndarra
 
 def read_image(dataset: CocoInstanceDataset, image_id: int) -> np.ndarray:
     """The original image [H, W, 3] uint8 RGB."""
-    path = dataset.images_dir / dataset.coco.imgs[image_id]["file_name"]
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise EdgeRCNNError(f"{path}: cannot read the image; restore it or re-run edgercnn prepare")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return dataset.image(image_id)  # the dataset's checks: pixel limit before decoding, complete, listed size
 
 
 def spread(items: list, n: int) -> list:
@@ -309,16 +298,6 @@ def roi_probability(model: torch.nn.Module, image: Tensor, box: Tensor, label: i
     return logits[0, label].sigmoid().cpu()
 
 
-def channel_names(filters: tuple[str, ...], magnitude: bool) -> list[str]:
-    """Names of ``edge_maps``' channels in its order: each kernel, then a magnitude per two-kernel filter."""
-    names = []
-    for f in filters:
-        names += [f"{f} {a}" for a in KERNEL_AXES.get(f, ("x", "y"))] if len(KERNELS[f]) == 2 else [f]
-    if magnitude:
-        names += [f"{f} magnitude" for f in filters if len(KERNELS[f]) == 2]
-    return names
-
-
 @dataclass
 class EdgeArrays:
     """What Figures 3/7 show for one RoI. Responses have one channel per ``channels`` name; the loss uses the
@@ -343,22 +322,22 @@ class EdgeArrays:
 
 def edge_arrays(target: Tensor, loss: EdgeLoss, pred: Tensor | None = None) -> EdgeArrays:
     """Filter responses of a target [M, M] (and a prediction), and the per-pixel |ΔE|^p the loss averages, with
-    the functions the loss uses (``gaussian_smooth``, ``edge_maps``). Magnitudes are shown for every two-kernel
-    filter; they enter ``diff_p`` only when ``loss.magnitude``."""
+    the functions the loss uses (``filter_input``, ``edge_maps``, ``edge_distance``), so the figure cannot drift
+    from the loss. Magnitudes are shown for every two-kernel filter; they enter ``diff_p`` only when
+    ``loss.magnitude``."""
     show_magnitude = any(len(KERNELS[f]) == 2 for f in loss.filters)
     target = target.float()
-    gt_in = gaussian_smooth(target[None])[0] if loss.smooth in ("gt", "both") else target
+    gt_in = filter_input(target[None], loss.smooth, "gt")[0]
     out = EdgeArrays(loss, channel_names(loss.filters, show_magnitude), target, gt_in,
                      edge_maps(gt_in[None], loss.filters, show_magnitude)[0])
     if pred is None:
         return out
     pred = pred.float()
     out.pred = pred
-    out.pred_in = gaussian_smooth(pred[None])[0] if loss.smooth in ("pred", "both") else pred
+    out.pred_in = filter_input(pred[None], loss.smooth, "pred")[0]
     out.pred_edges = edge_maps(out.pred_in[None], loss.filters, show_magnitude)[0]
     n = out.loss_channels
-    diff = (out.pred_edges[:n] - out.target_edges[:n]).abs()
-    out.diff_p = diff.square() if loss.p == 2 else diff.pow(loss.p)
+    out.diff_p = edge_distance(out.pred_edges[:n], out.target_edges[:n], loss.p)
     out.loss_map = loss.weight * out.diff_p.mean(dim=0)
     return out
 
@@ -371,7 +350,7 @@ def figure_loss(cfg: Config | None, filters: list[str] | None = None, p: float |
     changes = {k: v for k, v in (("filters", tuple(filters) if filters else None), ("p", p),
                                  ("magnitude", magnitude)) if v is not None}
     if smooth is not None:
-        changes["smooth"] = None if smooth == "none" else smooth
+        changes["smooth"] = None if is_none(smooth) else smooth
     try:
         return dataclasses.replace(base, **changes)
     except ValueError as err:
@@ -427,9 +406,9 @@ def visualize_edges(data: Path | str | None, image_id: int, out: Path | str, *, 
         if mask_size is not None and mask_size != run.cfg.mask_size:
             raise EdgeRCNNError(f"--mask-size {mask_size}: {run.run} predicts {run.cfg.mask_size}×"
                                 f"{run.cfg.mask_size} masks; leave it out or pass {run.cfg.mask_size}")
-    mask_size = mask_size or (run.cfg.mask_size if run is not None else 28)
-    if mask_size not in (28, 56):
-        raise EdgeRCNNError(f"--mask-size {mask_size}: choose 28 or 56")
+    mask_size = mask_size or (run.cfg.mask_size if run is not None else Config().mask_size)
+    if mask_size not in MASK_SIZES:
+        raise EdgeRCNNError(f"--mask-size {mask_size}: choose {' or '.join(map(str, MASK_SIZES))}")
     geometry = run.cfg if run is not None else Config()
     if canvas is not None:
         geometry = dataclasses.replace(geometry, canvas=[int(canvas[0]), int(canvas[1])])

@@ -19,29 +19,43 @@ from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.architecture import BACKBONES, GN_GROUPS
 from edgercnn.model.losses import EdgeLoss
-from edgercnn.model.rcnn import (MASK_PREDICTORS, MASK_PREDICTORS_56, RESNETS, CanvasTransform, EdgeRoIHeads,
-                                 FrozenStatsBatchNorm2d, MatterportSampler, WideRPNHead, load_imagenet, xavier_init_)
+from edgercnn.model.matterport import MatterportRoIAlign, MatterportRPN, glorot_init_
+from edgercnn.model.rcnn import (MASK_PREDICTORS, MASK_PREDICTORS_56, RESNETS, CanvasTransform,
+                                 FrozenStatsBatchNorm2d, MatterportSampler, WideRPNHead, load_imagenet,
+                                 to_edge_roi_heads, xavier_init_)
 
 
 def build_model(cfg: Config) -> MaskRCNN:
     """torchvision ``MaskRCNN`` (FPN) for ``cfg``: backbone, mask size 28/56, edge loss, Xavier init.
 
-    ``cfg.num_classes`` counts object classes (background excluded). ``cfg.norm``: frozen batch norms
+    ``cfg.num_classes`` counts object classes (background excluded); ``cfg.head_classes`` widens the box and mask
+    predictors beyond them (the authors' Cityscapes head). The authors' (matterport) alternatives of
+    ``edgercnn.model.matterport`` swap in its seam classes only where a key leaves its torchvision default.
+    ``cfg.norm``: frozen batch norms
     (``FrozenBatchNorm2d``, as in torchvision's detection models), batch norms with frozen statistics but trainable
     scale/shift (the authors' matterport setup) or GroupNorm in the ResNet and FPN (see
     ``edgercnn.model.architecture.NORMS``).
     """
     if cfg.num_classes is None or cfg.num_classes < 1:
         raise EdgeRCNNError("num_classes is not set: pass --data with a prepared dataset (its manifest names them)")
-    num_classes = cfg.num_classes + 1  # + background
+    if cfg.head_classes is not None and cfg.head_classes < cfg.num_classes:
+        raise EdgeRCNNError(f"head_classes: {cfg.head_classes} is fewer than the dataset's {cfg.num_classes} classes; "
+                            "raise head_classes or leave it unset")
+    if cfg.world_size > 1 and "matterport" in (cfg.box_loss, cfg.class_loss):
+        raise EdgeRCNNError("box_loss/class_loss matterport: not supported on several processes yet (the per-process "
+                            "loss weights of training.distributed assume torchvision's reductions); train on one")
+    num_classes = (cfg.head_classes or cfg.num_classes) + 1  # + background
     preset = BACKBONES[cfg.backbone]
     gn = cfg.norm == "gn"
     norm_layer = (lambda c: nn.GroupNorm(GN_GROUPS, c)) if gn else \
         FrozenStatsBatchNorm2d if cfg.norm == "frozen_stats_bn" else FrozenBatchNorm2d
     body = RESNETS[preset["resnet"]](weights=None, norm_layer=norm_layer)
     out_channels = preset["fpn_channels"]
+    uncovered = set(body.state_dict())  # the names no weights file sets
     if cfg.backbone_weights:
-        load_imagenet(body, preset["resnet"], cfg.backbone_weights)
+        uncovered = load_imagenet(body, preset["resnet"], cfg.backbone_weights)
+    if cfg.unloaded_init == "glorot":
+        glorot_init_(body, uncovered)
     backbone = BackboneWithFPN(body, {f"layer{k}": str(k - 1) for k in range(1, 5)}, list(preset["in_channels"]),
                                out_channels, extra_blocks=LastLevelMaxPool(),
                                norm_layer=(lambda c: nn.GroupNorm(GN_GROUPS, c)) if gn else None)
@@ -65,20 +79,25 @@ def build_model(cfg: Config) -> MaskRCNN:
         **detector,
     )
     model.transform = CanvasTransform(model.transform.image_mean, model.transform.image_std)
+    if cfg.box_loss != "torchvision" or cfg.rpn_crowd_negatives != "keep":
+        model.rpn = MatterportRPN.like(model.rpn, box_loss=cfg.box_loss, crowd_negatives=cfg.rpn_crowd_negatives)
     rh = model.roi_heads
-    model.roi_heads = EdgeRoIHeads(
-        rh.box_roi_pool, rh.box_head, rh.box_predictor,
-        rh.proposal_matcher.high_threshold, rh.proposal_matcher.low_threshold,
-        rh.fg_bg_sampler.batch_size_per_image, rh.fg_bg_sampler.positive_fraction,
-        rh.box_coder.weights, rh.score_thresh, rh.nms_thresh, rh.detections_per_img,
-        mask_roi_pool=rh.mask_roi_pool, mask_head=rh.mask_head, mask_predictor=rh.mask_predictor,
+    if cfg.roi_level != "floor" or cfg.roi_align != "torchvision":
+        rh.box_roi_pool, rh.mask_roi_pool = (MatterportRoIAlign(p.featmap_names, p.output_size[0], p.sampling_ratio,
+                                                                level=cfg.roi_level, sampling=cfg.roi_align)
+                                             for p in (rh.box_roi_pool, rh.mask_roi_pool))
+    model.roi_heads = to_edge_roi_heads(
+        rh,
         edge_loss=EdgeLoss.from_config(cfg) if cfg.filters else None,
         add_gt_to_proposals=cfg.add_gt_to_proposals, mask_targets=cfg.mask_targets, postprocess=cfg.postprocess,
-        crowd_negatives=cfg.crowd_negatives,
+        crowd_negatives=cfg.crowd_negatives, box_loss=cfg.box_loss, class_loss=cfg.class_loss,
+        max_gt_instances=cfg.max_gt_instances,
+        num_trained_classes=cfg.num_classes if num_classes - 1 > cfg.num_classes else None,
     )
     if cfg.roi_sampling == "matterport":
         model.roi_heads.fg_bg_sampler = MatterportSampler(rh.fg_bg_sampler.batch_size_per_image,
-                                                          rh.fg_bg_sampler.positive_fraction)
+                                                          rh.fg_bg_sampler.positive_fraction,
+                                                          empty_negative=cfg.class_loss != "matterport")
     # Everything but the ResNet feature extractor starts from Xavier (section 4), FPN included.
     for part in (model.backbone.fpn, model.rpn, model.roi_heads):
         xavier_init_(part)

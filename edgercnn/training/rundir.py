@@ -4,26 +4,36 @@ Layout: ``config.yaml`` (the resolved config), ``command.txt``, ``losses.csv`` (
 ``evals.csv`` (evaluations during training), ``train.log`` (output of runs in worker processes), ``checkpoint.pt`` (model, optimizer, step, RNG states,
 dataset fingerprint; atomic, checksummed: ``edgercnn.training.checkpoint``),
 ``model_final.pt`` (a plain torchvision ``MaskRCNN`` state_dict), and after evaluation ``metrics.json`` and
-``detections.json``.
+``detections.json``; ``run.lock`` (the advisory lock train/eval/resume hold: ``RunDir.lock``) and, while it is held,
+``run.lock.owner`` (who holds it: PID, host, since when).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import socket
+import time
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
 from edgercnn.config import Config, config_from_dict
-from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.core.io import atomic_write_text, remove_stale_temps
+from edgercnn.core.errors import EdgeRCNNError, os_error_message
+from edgercnn.core.io import atomic_write_json, atomic_write_text, remove_stale_temps
+from edgercnn.evaluation.evaluate import TRAINING_METRICS
+from edgercnn.training.checkpoint import read_checkpoint, read_weights
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge")
 LOSS_COLUMNS = ("step", "stage", "lr", *LOSS_KEYS, "loss_mrcnn", "loss_total", "step_time_s")
 #: evals.csv: the metrics of each evaluation during training (``train --eval-every N``), for convergence curves.
-EVAL_COLUMNS = ("step", "segm_AP", "segm_AP50", "segm_AP75", "boundary_AP", "bbox_AP", "val_loss_mask")
+EVAL_COLUMNS = ("step", *TRAINING_METRICS)
 
 
 class RunDir:
@@ -65,6 +75,16 @@ class RunDir:
         return self.path / "train.log"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files of the training (when tensorboard is installed)."""
+        return self.path / "tb"
+
+    @staticmethod
+    def job_files(cfg: Config) -> Path:
+        """submitit's job files (scripts, logs) of an experiment's runs: ``<out_dir>/<experiment>/submitit``."""
+        return Path(cfg.out_dir) / cfg.experiment / "submitit"
+
+    @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"
 
@@ -79,6 +99,23 @@ class RunDir:
     @property
     def detections(self) -> Path:
         return self.path / "detections.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / "run.lock"
+
+    @property
+    def lock_owner(self) -> Path:
+        return self.path / "run.lock.owner"
+
+    def lock(self) -> "RunLock":
+        """The advisory lock of this folder (one object per folder and process, so taking it again is re-entrant):
+        ``with run.lock():`` around anything that writes the run's files."""
+        key = str(self.path.resolve())
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = RunLock(self)
+        return lock
 
     # ------------------------------------------------------------------ contents
     def save_config(self, cfg: Config) -> None:
@@ -144,18 +181,164 @@ class RunDir:
         rows = good + [{"step": step, **{k: f"{metrics[k]:.6g}" for k in EVAL_COLUMNS[1:]}}]
         atomic_write_text(self.evals, csv_text(EVAL_COLUMNS, rows))
 
+    def load_weights(self, fix: str) -> "RunWeights":
+        """The run's model weights: ``model_final.pt`` when training finished (``fix``: what to do when that file is
+        damaged), else the last checkpoint's; with the checkpoint's step and wall time. The one reader of a run's
+        weights (checksummed, ``weights_only``: ``edgercnn.training.checkpoint``); one-line error without any."""
+        info = read_checkpoint(self.checkpoint) if self.checkpoint.is_file() else None
+        step = int(info["step"]) if info is not None else None
+        wall = float(info["wall_time_s"]) if info is not None else None
+        data = info.get("data_fingerprint") if info is not None else None
+        if self.final_weights.is_file():
+            return RunWeights(read_weights(self.final_weights, fix), step, wall, True, data)
+        if info is None:
+            raise EdgeRCNNError(f"{self}: no {self.final_weights.name} or {self.checkpoint.name}; train the run "
+                                "first (edgercnn train)")
+        return RunWeights(info["model"], step, wall, False, data)
+
     def remove_stale_temps(self) -> list[Path]:
         """Delete temp files of this run's files left by a write that was killed (``.checkpoint.pt.*.tmp``, ...)."""
         names = [self.config_file, self.command_file, self.losses, self.evals, self.checkpoint, self.final_weights,
-                 self.metrics, self.detections]
+                 self.metrics, self.detections, self.lock_owner]
         return remove_stale_temps(self.path, [p.name for p in names])
 
 
-def read_rows(path: Path, up_to_step: int | None = None) -> list[dict[str, str]]:
-    """The intact rows of a run CSV (see ``scan_rows``), those after ``up_to_step`` left out."""
-    columns = EVAL_COLUMNS if Path(path).name == "evals.csv" else LOSS_COLUMNS
-    rows, _ = scan_rows(path, columns, consecutive=columns is LOSS_COLUMNS)
-    return [r for r in rows if up_to_step is None or int(r["step"]) <= up_to_step]
+@dataclass(frozen=True)
+class RunWeights:
+    """A run's model weights as ``RunDir.load_weights`` read them."""
+
+    state: dict[str, Any]  # the model's state_dict
+    step: int | None  # steps trained, from the checkpoint (None: model_final.pt without a checkpoint)
+    wall_time_s: float | None
+    final: bool  # from model_final.pt (training finished); else the last checkpoint's model
+    data_fingerprint: str | None = None  # the checkpoint's dataset fingerprint (what the run trained on)
+
+
+#: Seconds to wait for a lock whose recorded owner is a dead process on this host (its DataLoader workers, which
+#: inherited the lock, exit within seconds of noticing).
+STALE_WAIT_S = 15.0
+
+_LOCKS: "weakref.WeakValueDictionary[str, RunLock]" = weakref.WeakValueDictionary()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or not a pid we can ask about): assume alive
+    return True
+
+
+class RunLock:
+    """An advisory lock on one run folder, held by train/eval/resume for the whole run: two processes on one
+    folder (a double-submitted job, a re-run sweep) would delete each other's temp files and truncate each other's
+    loss rows. An OS file lock (``filelock``: released by the kernel when the holder dies, even by kill -9) on
+    ``run.lock``; ``run.lock.owner`` records the holder for the message a second process gets. An owner file left
+    by a dead process on this host is recognised as stale and taken over. Re-entrant within a process."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self._file_lock: FileLock | None = None
+        self._count = 0
+        self.note: str | None = None  # set on acquire when a stale owner was taken over
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        if self._count:
+            self._count = 1
+            try:
+                self.release()
+            except Exception:  # at interpreter exit; the OS releases the lock with the process anyway
+                pass
+
+    @property
+    def held(self) -> bool:
+        return self._count > 0
+
+    def owner(self) -> dict[str, Any] | None:
+        """The recorded holder ({pid, host, since, command}), or None when there is none or it is unreadable."""
+        try:
+            owner = json.loads(self.run.lock_owner.read_text())
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
+            return None
+        return owner
+
+    def _stale(self, owner: dict[str, Any] | None) -> bool:
+        return owner is not None and owner.get("host") == socket.gethostname() and not _alive(owner["pid"]) \
+            and owner["pid"] != os.getpid()
+
+    def acquire(self, command: str = "") -> "RunLock":
+        """Take the lock (without waiting: a busy run folder is a one-line error naming its holder)."""
+        if self._count:
+            self._count += 1
+            return self
+        try:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            file_lock = FileLock(str(self.run.lock_file))
+            before = self.owner()
+            try:
+                file_lock.acquire(timeout=0)
+            except Timeout:
+                if not self._stale(before):
+                    raise EdgeRCNNError(self._busy_message()) from None
+                try:  # its workers still hold the OS lock for a moment
+                    file_lock.acquire(timeout=STALE_WAIT_S)
+                except Timeout:
+                    raise EdgeRCNNError(self._busy_message()) from None
+            self._file_lock = file_lock
+            self.note = (f"note: {self.run.lock_file}: took over the lock of PID {before['pid']} on {before['host']}"
+                         ", which is no longer running") if self._stale(before) else None
+            try:
+                atomic_write_json(self.run.lock_owner, {
+                    "pid": os.getpid(), "host": socket.gethostname(),
+                    "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command})
+            except BaseException:
+                file_lock.release()
+                self._file_lock = None
+                raise
+        except OSError as err:
+            raise EdgeRCNNError(os_error_message(err, "make the run folder writable (or copy it somewhere "
+                                                 "writable) and run again", self.run.path)) from None
+        self._count = 1
+        return self
+
+    def _busy_message(self) -> str:
+        owner = self.owner()
+        if owner is None:
+            who = "another process (not recorded yet)"
+        else:
+            who = f"PID {owner['pid']} on {owner.get('host', '?')} since {owner.get('since', '?')}"
+            if self._stale(owner):
+                who += f" (not running, but its lock is still held after {STALE_WAIT_S:.0f} s)"
+        return (f"{self.run}: in use by {who}; wait for it to finish (or stop it), then re-run with --resume; "
+                "two processes on one run folder would overwrite each other's checkpoints and loss rows")
+
+    def release(self) -> None:
+        """Give the lock back (the last of nested acquires does): the owner file goes, the lock file stays (deleting
+        it would let a waiting process lock a file no one else sees)."""
+        if not self._count:
+            return
+        self._count -= 1
+        if self._count or self._file_lock is None:
+            return
+        owner = self.owner()
+        if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            try:
+                self.run.lock_owner.unlink(missing_ok=True)
+            except OSError:
+                pass
+        self._file_lock.release()
+        self._file_lock = None
 
 
 def _intact(row: dict[Any, Any], columns: tuple[str, ...]) -> bool:

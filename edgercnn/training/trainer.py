@@ -10,7 +10,6 @@ import dataclasses
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,14 @@ from torch.utils.data import DataLoader
 
 from edgercnn.training.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint, write_weights
 from edgercnn.config import Config
+from edgercnn.config.values import invoked_command
 from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
-from edgercnn.data.manifest import dataset_fingerprint, load_manifest, os_error_line
+from edgercnn.data.manifest import dataset_fingerprint, load_manifest
 from edgercnn.data.sampling import StepBatchSampler
 from edgercnn.training import distributed
 from edgercnn.core.errors import EdgeRCNNError, os_error_message, worker_errors
 from edgercnn.core.io import check_writable
-from edgercnn.evaluation.evaluate import evaluate_model
+from edgercnn.evaluation.evaluate import evaluate_model, metric_summary
 from edgercnn.model.rcnn import set_trainable
 from edgercnn.training.builder import build_model
 from edgercnn.model.optim import build_optimizer
@@ -67,6 +67,13 @@ def resolve_config(cfg: Config) -> Config:
     return cfg
 
 
+def train_dataset(cfg: Config) -> CocoInstanceDataset:
+    """The train split of ``cfg.data`` as ``cfg`` trains on it (canvas, flips, resize, skipped images)."""
+    return CocoInstanceDataset(cfg.data, "train", canvas=tuple(cfg.canvas), train=True, hflip=cfg.hflip,
+                               strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim,
+                               skip_empty=cfg.skip_empty_images)
+
+
 def check_outputs(cfg: Config) -> None:
     """Before any training: a one-line error when --out-dir (or --results-dir, when the run will write a result
     there) cannot be written, instead of an OSError after hours of training."""
@@ -75,7 +82,7 @@ def check_outputs(cfg: Config) -> None:
         try:
             check_writable(Path(path))
         except OSError as err:
-            raise EdgeRCNNError(os_error_line(err, path, option)) from None
+            raise EdgeRCNNError(os_error_message(err, where=path, option=option)) from None
 
 
 @dataclass
@@ -104,45 +111,61 @@ class Trainer:
         self.stages = cfg.resolved_stages()
         self.total_steps = cfg.total_steps()
         self.rundir = RunDir.of(self.cfg)
-        self.command = command or " ".join(["edgercnn", *sys.argv[1:]])
+        self.command = command or invoked_command()
 
         check_outputs(cfg)
-        ckpt_path = self.rundir.checkpoint
-        if ckpt_path.exists() and not resume:
-            raise EdgeRCNNError(f"{self.rundir} already holds a run; pass --resume to continue it, "
-                                "or a different --seed/--name/--out-dir")
-        torch.manual_seed(cfg.seed)  # the seed fixes initialisation ...
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        self.model = build_model(cfg).to(self.device)
-        distributed.install_per_image_sampling(self.model)  # RoI sampling: a function of (seed, sample index)
-        self.optimizer = build_optimizer(cfg.optimizer, self.model, float(self.stages[0]["lr"]), cfg.momentum,
-                                         cfg.weight_decay, cfg.weight_decay_mode)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
-        self.step = 0  # steps completed
-        self.wall_time_s = 0.0
-        if resume and ckpt_path.exists():
-            self._load_checkpoint(ckpt_path)
-        self.dataset = CocoInstanceDataset(cfg.data, "train", canvas=tuple(cfg.canvas), train=True, hflip=cfg.hflip,
-                                           strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim)
-        if len(self.dataset) == 0:
-            raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
-        report_skipped(self.dataset, self.console)
-        warn_if_empty(self.dataset, self.console)
-        if self.rank != 0:  # the run folder is rank 0's to write
-            return
+        # Held for the whole run (until close()): a second process on this folder would delete
+        # this one's temp files and truncate its loss rows. Only rank 0 writes the folder, so only it locks.
+        self.lock = self.rundir.lock() if self.rank == 0 else None
+        if self.lock is not None:
+            self.lock.acquire(self.command)
+            if self.lock.note:
+                self.console.print(self.lock.note, highlight=False)
         try:
-            self.rundir.path.mkdir(parents=True, exist_ok=True)
-            for tmp in self.rundir.remove_stale_temps():  # left by a write that was killed
-                self.console.print(f"note: removed {tmp.name}, a temporary file of an interrupted write",
-                                   highlight=False)
-            self.rundir.save_config(cfg)
-            self.rundir.write_command(self.command)
-            for note in (self.rundir.truncate_losses(self.step), self.rundir.truncate_evals(self.step)):
-                if note:
-                    self.console.print(note, highlight=False)
-        except OSError as err:
-            raise EdgeRCNNError(os_error_line(err, self.rundir.path, "--out-dir")) from None
+            ckpt_path = self.rundir.checkpoint
+            if ckpt_path.exists() and not resume:
+                raise EdgeRCNNError(f"{self.rundir} already holds a run; pass --resume to continue it, "
+                                    "or a different --seed/--name/--out-dir")
+            torch.manual_seed(cfg.seed)  # the seed fixes initialisation ...
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)
+            self.model = build_model(cfg).to(self.device)
+            distributed.install_per_image_sampling(self.model)  # RoI sampling: a function of (seed, sample index)
+            self.optimizer = build_optimizer(cfg.optimizer, self.model, float(self.stages[0]["lr"]), cfg.momentum,
+                                             cfg.weight_decay, cfg.weight_decay_mode)
+            self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
+            self.step = 0  # steps completed
+            self.wall_time_s = 0.0
+            if resume and ckpt_path.exists():
+                self._load_checkpoint(ckpt_path)
+            self.dataset = train_dataset(cfg)
+            if len(self.dataset) == 0:
+                raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
+            report_skipped(self.dataset, self.console)
+            warn_if_empty(self.dataset, self.console)
+            if self.rank != 0:  # the run folder is rank 0's to write
+                return
+            try:
+                self.rundir.path.mkdir(parents=True, exist_ok=True)
+                for tmp in self.rundir.remove_stale_temps():  # left by a write that was killed
+                    self.console.print(f"note: removed {tmp.name}, a temporary file of an interrupted write",
+                                       highlight=False)
+                self.rundir.save_config(cfg)
+                self.rundir.write_command(self.command)
+                for note in (self.rundir.truncate_losses(self.step), self.rundir.truncate_evals(self.step)):
+                    if note:
+                        self.console.print(note, highlight=False)
+            except OSError as err:
+                raise EdgeRCNNError(os_error_message(err, where=self.rundir.path, option="--out-dir")) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run folder's lock, taken for the whole run (evaluation included) by ``__init__``."""
+        if self.lock is not None and self.lock.held:
+            self.lock.release()
+        self.lock = None
 
     # ------------------------------------------------------------------ checkpoints
     def _load_checkpoint(self, path: Path) -> None:
@@ -221,9 +244,8 @@ class Trainer:
         metrics, _ = evaluate_model(self.model, self.cfg, self.device, console=self.console, show_progress=False)
         self.rundir.append_eval(self.step, metrics)
         if not self.console.is_terminal:
-            self.console.print(f"{self.cfg.config_name()} seed {self.cfg.seed}: step {self.step} segm AP "
-                               f"{metrics['segm_AP']:.1f} boundary AP {metrics['boundary_AP']:.1f} val mask loss "
-                               f"{metrics['val_loss_mask']:.4f}", highlight=False)
+            self.console.print(f"{self.cfg.config_name()} seed {self.cfg.seed}: step {self.step} "
+                               f"{metric_summary(metrics)}", highlight=False)
         return metrics
 
     def run(self, stop_after: int | None = None) -> TrainResult:
@@ -238,7 +260,7 @@ class Trainer:
     def _run(self, stop_after: int | None = None) -> TrainResult:
         self.model.train()
         end = self.total_steps if stop_after is None else min(self.total_steps, self.step + stop_after)
-        writer = _tensorboard(self.rundir.path) if self.rank == 0 else None
+        writer = _tensorboard(self.rundir.tensorboard) if self.rank == 0 else None
         stage = None
         last: dict[str, float] = {}
         log_every = max(1, self.total_steps // 10)  # plain log lines when the console is not a terminal
@@ -292,10 +314,10 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False, disable=not console.is_terminal)
 
 
-def _tensorboard(run_dir: Path):
+def _tensorboard(folder: Path):
     """A TensorBoard writer when tensorboard is installed, else None."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except (ImportError, ModuleNotFoundError):
         return None
-    return SummaryWriter(str(run_dir / "tb"))
+    return SummaryWriter(str(folder))

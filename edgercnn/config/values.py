@@ -1,0 +1,188 @@
+"""The text form of config values and keys: the one place that writes and parses them.
+
+A config value appears as text on the command line (``edgercnn train --canvas 1024x800 --filter sobel+laplace``,
+``sweep --set stages=...``), in the result CSVs' config columns, in the report and in ``edgercnn recipes``:
+
+- ``none``: an unset value (``smooth: none``, ``backbone_weights: none``), and ``filters`` of the baseline;
+- ``canvas``: ``WIDTHxHEIGHT`` (``1024x800``);
+- ``filters``: names joined with ``+`` (``sobel+laplace``; commas are read too);
+- ``stages``: ``layers:steps@lr`` joined with commas (``heads:40000@0.001,4+:80000@0.001,all:40000@0.0001``).
+
+A config key is an ``edgercnn train`` option by one rule: ``--`` + the key in kebab-case (``mask_size`` →
+``--mask-size``; a boolean also ``--no-...``), except ``FLAG_NAMES``; ``TRAIN_KEYS`` are the keys it takes.
+``train_command`` writes the ``edgercnn train`` command of a set of keys, ``format_command`` any command line.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from edgercnn.core.errors import ConfigError
+
+#: The text of an unset value (None) and of the baseline's empty filter list.
+NONE = "none"
+#: Keys whose ``edgercnn train`` option is not the key in kebab-case.
+FLAG_NAMES = {"filters": "filter", "eval_at_end": "eval"}
+#: Config keys that ``edgercnn train`` takes as options (the rest go through ``--config`` or ``--recipe``).
+TRAIN_KEYS = ("recipe", "data", "filters", "p", "alpha", "smooth", "magnitude", "formulation", "mask_size",
+              "backbone", "backbone_weights", "norm", "optimizer", "warmup_steps", "canvas", "steps", "lr",
+              "batch_size", "workers", "device", "amp", "seed", "experiment", "name", "out_dir", "results_dir",
+              "checkpoint_every", "eval_at_end", "eval_max_images", "eval_every", "strict")
+
+
+# --------------------------------------------------------------------------------------------- flags
+def flag(key: str) -> str:
+    """The ``edgercnn train`` option of config key ``key``: ``mask_size`` → ``--mask-size``."""
+    return "--" + FLAG_NAMES.get(key, key).replace("_", "-")
+
+
+def negative_flag(key: str) -> str:
+    """The off switch of a boolean key: ``amp`` → ``--no-amp``."""
+    return "--no-" + flag(key)[2:]
+
+
+def bool_flags(key: str) -> str:
+    """``--on/--off`` as Typer declares a boolean option."""
+    return f"{flag(key)}/{negative_flag(key)}"
+
+
+# --------------------------------------------------------------------------------------------- writing
+def format_canvas(canvas: Iterable[int]) -> str:
+    return "x".join(str(int(v)) for v in canvas)
+
+
+def format_filters(filters: Iterable[str]) -> str:
+    filters = list(filters)
+    return "+".join(filters) if filters else NONE
+
+
+def format_stages(stages: Iterable[dict[str, Any]]) -> str:
+    return ",".join(f"{s['layers']}:{s['steps']}@{float(s['lr']):g}" for s in stages)
+
+
+def format_value(key: str, value: Any) -> Any:
+    """``value`` of ``key`` as one flat text-friendly value: lists in their text form, None as ``none``; numbers,
+    booleans and strings as they are."""
+    if key == "filters":
+        return format_filters(value or [])
+    if value is None:
+        return NONE
+    if key == "canvas":
+        return format_canvas(value)
+    if key == "stages":
+        return format_stages(value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------- reading
+def is_none(text: Any) -> bool:
+    """``none`` (any case), an empty text or an empty list: no value (no filters: the baseline)."""
+    return text is None or str(text).strip().lower() in (NONE, "", "[]")
+
+
+def parse_canvas(text: str, where: str = "--canvas") -> list[int]:
+    """``1024x800`` → [1024, 800]; a one-line error naming ``where`` otherwise."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{where} {text!r}: expected WIDTHxHEIGHT, e.g. 1024x800") from None
+    return [w, h]
+
+
+def parse_filters(values: str | Iterable[str]) -> list[str]:
+    """``sobel+laplace`` (or ``sobel,laplace``, or several such texts) → ['sobel', 'laplace']; ``none`` → []."""
+    values = [values] if isinstance(values, str) else list(values)
+    names = [n.strip().lower() for v in values for n in str(v).replace("+", ",").split(",") if n.strip()]
+    return [n for n in names if n != NONE]
+
+
+def parse_stages(text: str, where: str = "stages") -> list[dict[str, Any]]:
+    """``heads:40000@0.001,all:40000@0.0001`` → [{"layers": "heads", "steps": 40000, "lr": 0.001}, ...]."""
+    stages = []
+    for part in str(text).split(","):
+        layers, _, rest = part.strip().rpartition(":")
+        steps, _, lr = rest.partition("@")
+        try:
+            stages.append({"steps": int(steps), "layers": layers, "lr": float(lr)})
+        except ValueError:
+            raise ConfigError(f"{where} {text!r}: expected LAYERS:STEPS@LR joined by commas, e.g. "
+                              "heads:40000@0.001,all:40000@0.0001") from None
+        if not layers:
+            raise ConfigError(f"{where} {text!r}: a stage lacks its layers (LAYERS:STEPS@LR)")
+    return stages
+
+
+def parse_value(key: str, text: str, where: str | None = None) -> Any:
+    """The value of ``key`` from its text: the forms above for canvas, filters and stages, ``none`` for None,
+    YAML for the rest (``3``, ``0.5``, ``true``, ``[sobel]``)."""
+    where = where or flag(key)
+    text = str(text)
+    if not text.lstrip().startswith(("[", "{")):  # not a YAML list or mapping: the text forms
+        if key == "filters":
+            return parse_filters(text)
+        if key == "canvas":
+            return parse_canvas(text, where)
+        if key == "stages":
+            return parse_stages(text, where)
+        if text.strip().lower() == NONE:
+            return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{where} {text!r}: not a value (a number, true/false, a name or a YAML list)") from None
+
+
+def normalize(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values from a file or options with their text forms read: ``filters: sobel+laplace`` or ``none``,
+    ``canvas: 1024x800``, ``stages: heads:40000@0.001,...``, ``smooth: none``."""
+    out = dict(values)
+    for key in ("filters", "canvas", "stages"):
+        if isinstance(out.get(key), str):
+            out[key] = parse_value(key, out[key], key)
+    if isinstance(out.get("filters"), (list, tuple)):
+        out["filters"] = parse_filters([str(f) for f in out["filters"]]) if all(isinstance(f, str)
+                                                                                for f in out["filters"]) \
+            else list(out["filters"])
+    if isinstance(out.get("smooth"), str) and is_none(out["smooth"]):
+        out["smooth"] = None
+    return out
+
+
+# --------------------------------------------------------------------------------------------- commands
+def format_command(parts: Iterable[Any]) -> str:
+    """A command line from its words, each quoted for a POSIX shell where needed."""
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def invoked_command() -> str:
+    """The command line of this process as the user typed it (``edgercnn ...``)."""
+    return format_command(["edgercnn", *sys.argv[1:]])
+
+
+def train_options(keys: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(``edgercnn train`` options for ``keys``, ``key=value`` of the keys it has no option for)."""
+    parts, rest = [], []
+    for key, value in keys.items():
+        if key == "filters":
+            parts += [x for f in (value or [NONE]) for x in (flag(key), f)]
+        elif key not in TRAIN_KEYS or value is None:
+            rest.append(f"{key}={value}")
+        elif isinstance(value, bool):
+            parts.append(flag(key) if value else negative_flag(key))
+        else:
+            parts += [flag(key), str(format_value(key, value))]
+    return parts, rest
+
+
+def train_command(keys: dict[str, Any], config_file: Path | str | None = None, resume: bool = True) -> str:
+    """The ``edgercnn train`` command of a run with ``keys`` (over ``config_file``, when given); keys without an
+    option are listed after ``#``."""
+    parts = ["edgercnn", "train"] + (["--config", str(config_file)] if config_file is not None else [])
+    options, rest = train_options(keys)
+    parts += options + (["--resume"] if resume else [])
+    return format_command(parts) + (f"  # and {', '.join(rest)}" if rest else "")
