@@ -4,6 +4,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
@@ -14,6 +16,7 @@ def load_script(name):
     return module
 
 
+@pytest.mark.slow
 def test_bench_train_tiny_on_cpu(capsys):
     rows = load_script("bench_train").main(["--device", "cpu", "--tiny"])
     labels = [label for label, _, _ in rows]

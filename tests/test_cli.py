@@ -74,6 +74,7 @@ def test_config_file_unknown_key_and_wrong_types(tmp_path):
     assert loaded.smooth is None and loaded.filters == []
 
 
+@pytest.mark.slow
 def test_train_eval_report_via_cli(tiny_shapes, tmp_path):
     common = ["--data", str(tiny_shapes), "--backbone", "small", "--canvas", "64x64", "--steps", "3", "--workers",
               "0", "--experiment", "cli", "--out-dir", str(tmp_path / "runs"), "--results-dir",
@@ -101,6 +102,7 @@ def test_train_eval_report_via_cli(tiny_shapes, tmp_path):
     assert "| sobel+laplace-p1-smooth_gt-m56 |" in result.plain.replace("  ", " ")
 
 
+@pytest.mark.slow
 def test_reproduce_small(tiny_shapes, tmp_path):
     args = ["reproduce", "--data", str(tiny_shapes), "--seeds", "1", "--steps", "2", "--jobs", "2", "--out-dir",
             str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--experiment", "rep"]
@@ -113,6 +115,7 @@ def test_reproduce_small(tiny_shapes, tmp_path):
     assert again.exit_code == 0 and again.plain.count("skipped") == 2
 
 
+@pytest.mark.slow
 def test_reproduce_on_a_fresh_clone_trains_and_compares_with_the_committed_reference(tiny_shapes, tmp_path,
                                                                                      monkeypatch):
     """The committed results/shapes is a reference to compare with, never mistaken for the user's finished runs."""

@@ -75,6 +75,7 @@ def _update_norms(before: dict, after: dict, other: dict) -> tuple[float, float]
     return apart, update
 
 
+@pytest.mark.slow
 def test_first_step_of_two_processes_equals_one_process_and_resume_with_torchrun(tiny_shapes, tmp_path):
     torch.set_num_threads(1)
     one = Trainer(tiny_cfg(tiny_shapes, tmp_path / "one"))

@@ -50,6 +50,7 @@ def test_loss_pass_puts_norm_layers_in_eval_mode():
     assert torch.equal(stats, model[1].running_mean)
 
 
+@pytest.mark.slow
 def test_eval_every_writes_evals_csv_copied_to_results_and_resume_redoes_later_ones(tiny_shapes, tmp_path):
     cfg = tiny_cfg(tiny_shapes, tmp_path, steps=5, eval_every=2, norm="gn", optimizer="adamw")
     trainer = Trainer(cfg)

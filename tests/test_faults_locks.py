@@ -62,6 +62,7 @@ def _hold_lock(run_path: Path):
     return proc
 
 
+@pytest.mark.slow
 def test_two_trains_on_one_run_one_trains_the_other_gets_the_lock_line(tiny_shapes, tmp_path):
     subprocess.run(_train_cmd(tiny_shapes, tmp_path / "a"), env=ENV, check=True, capture_output=True, timeout=180)
     cmd = _train_cmd(tiny_shapes, tmp_path / "b")
@@ -131,6 +132,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert not lock.held and not run.lock_owner.exists()
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_a_lock_the_next_resume_takes_over(tiny_shapes, tmp_path):
     cmd = _train_cmd(tiny_shapes, tmp_path)
     run = RunDir(tmp_path / "lock" / "sobel-p2" / "seed-0")

@@ -339,6 +339,7 @@ def _refuse_writes_in(monkeypatch, folder, code=errno.EROFS):
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
 
 
+@pytest.mark.slow
 def test_out_dir_under_a_file_is_one_line_before_training(tiny_shapes, tmp_path):
     (tmp_path / "afile").write_text("x")
     out = one_line_error(invoke("train", "--data", tiny_shapes, *TINY, "--steps", "3", "--no-eval", "--out-dir",
@@ -453,6 +454,7 @@ def _inode(path):
     return path.stat().st_ino if path.exists() else None
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_is_bit_identical(tiny_shapes, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     subprocess.run(_train_cmd(tiny_shapes, tmp_path / "a"), env=env, check=True, capture_output=True, timeout=120)

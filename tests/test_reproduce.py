@@ -114,6 +114,7 @@ def user_data(tiny_shapes, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_reproduce_on_a_users_dataset(user_data, tmp_path):
     result = runner.invoke(app, ["reproduce", "--data", str(user_data), "--steps", "2", "--seeds", "2", "--jobs",
                                  "1", "--out-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "res")])
@@ -125,6 +126,7 @@ def test_reproduce_on_a_users_dataset(user_data, tmp_path):
     assert "committed reference" not in result.output  # nothing to compare a user's data with
 
 
+@pytest.mark.slow
 def test_quick_is_one_paired_seed_with_no_verdict(tiny_shapes, tmp_path):
     result = runner.invoke(app, ["reproduce", "--data", str(tiny_shapes), "--quick", "--steps", "2", "--jobs", "1",
                                  "--out-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "res")])

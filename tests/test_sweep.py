@@ -112,6 +112,7 @@ def _grid(tmp_path, data, reuse=None, name="tiny_grid"):
     return str(path)
 
 
+@pytest.mark.slow
 def test_sweep_on_submitit_local_resumes_skips_and_reuses(tiny_shapes, tmp_path):
     grid = _grid(tmp_path, tiny_shapes)
     where = dict(data=tiny_shapes, device="cpu", out_dir=tmp_path / "runs", results_dir=tmp_path / "results")
@@ -153,6 +154,7 @@ def test_every_sweep_option_has_help():
             assert param.help and len(param.help) > 10, param.opts
 
 
+@pytest.mark.slow
 def test_preempted_slurm_job_is_requeued_and_resumes(tiny_shapes, tmp_path):
     """submitit's preemption signal → RunJob.checkpoint → requeued → the run continues from its checkpoint."""
     import time

@@ -39,6 +39,7 @@ def test_data_order_is_a_pure_function_of_seed_and_step():
     assert list(sampler) == [batch_keys(10, 2, 7, s) for s in (2, 3, 4)] and len(sampler) == 3
 
 
+@pytest.mark.slow
 def test_end_to_end_train_eval_csv_report(tiny_shapes, tmp_path):
     cfg = tiny_cfg(tiny_shapes, tmp_path, steps=4)
     run, metrics, csv_path = train_and_evaluate(cfg, command="pytest e2e")
@@ -89,6 +90,7 @@ def test_heads_stage_leaves_the_resnet_untouched(tiny_shapes, tmp_path):
     assert not torch.equal(before["conv1.weight"], body.conv1.weight)
 
 
+@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(tiny_shapes, tmp_path):
     full = Trainer(tiny_cfg(tiny_shapes, tmp_path / "a"))
     full.run()

@@ -214,6 +214,7 @@ def test_crop_panels_show_the_best_match_per_instance(runs, tiny_shapes):
         assert panel.window == crop_window(full.gt[g])
 
 
+@pytest.mark.slow
 def test_visualize_cli_png_pdf_and_crop(runs, tmp_path):
     result = invoke("visualize", runs["baseline"], runs["sobel-p2"], "--images", 2, "--score-threshold", 0.1,
                     "--out", tmp_path / "cmp.png")

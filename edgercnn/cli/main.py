@@ -12,7 +12,8 @@ from rich.console import Console
 from edgercnn import __version__
 from edgercnn.model.architecture import BACKBONES, NORMS
 from edgercnn.cli.prepare import app as prepare_app
-from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, format_command, parse_canvas, parse_filters
+from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, parse_canvas, parse_filters
+from edgercnn.core.commands import format_command
 from edgercnn.core.errors import EdgeRCNNError, user_errors
 from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
 from edgercnn.model.optim import OPTIMIZERS

@@ -10,18 +10,18 @@ A config value appears as text on the command line (``edgercnn train --canvas 10
 
 A config key is an ``edgercnn train`` option by one rule: ``--`` + the key in kebab-case (``mask_size`` →
 ``--mask-size``; a boolean also ``--no-...``), except ``FLAG_NAMES``; ``TRAIN_KEYS`` are the keys it takes.
-``train_command`` writes the ``edgercnn train`` command of a set of keys, ``format_command`` any command line.
+``train_command`` writes the ``edgercnn train`` command of a set of keys (through ``core.commands.format_command``,
+the one command-line builder).
 """
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from edgercnn.core.commands import format_command
 from edgercnn.core.errors import ConfigError
 
 #: The text of an unset value (None) and of the baseline's empty filter list.
@@ -154,16 +154,6 @@ def normalize(values: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- commands
-def format_command(parts: Iterable[Any]) -> str:
-    """A command line from its words, each quoted for a POSIX shell where needed."""
-    return " ".join(shlex.quote(str(p)) for p in parts)
-
-
-def invoked_command() -> str:
-    """The command line of this process as the user typed it (``edgercnn ...``)."""
-    return format_command(["edgercnn", *sys.argv[1:]])
-
-
 def train_options(keys: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(``edgercnn train`` options for ``keys``, ``key=value`` of the keys it has no option for)."""
     parts, rest = [], []

@@ -16,22 +16,16 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgercnn import __version__
+from edgercnn.core.commands import running_command
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.core.io import atomic_write_text
 
 MANIFEST = "manifest.json"
 _FIX = "run edgercnn prepare shapes|cityscapes|coco|coco-json|masks|pennfudan --out DIR to (re)create it"
-
-
-def current_command() -> str:
-    """The command line that is running, as a shell-quoted string."""
-    return shlex.join(["edgercnn", *sys.argv[1:]]) if Path(sys.argv[0]).name == "edgercnn" else shlex.join(sys.argv)
 
 
 def relative_to(path: Path, base: Path) -> str:
@@ -65,7 +59,7 @@ def write_manifest(
     }
     if created:
         manifest["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    manifest["command"] = command if command is not None else current_command()
+    manifest["command"] = command if command is not None else running_command()
     manifest["edgercnn_version"] = __version__
     manifest.update(extra or {})
     path = Path(root) / MANIFEST

@@ -21,6 +21,7 @@ from PIL import Image
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
 from edgercnn.data.dataset import check_pixels
 from edgercnn.data.manifest import MANIFEST, manifest_name, os_errors, write_manifest
+from edgercnn.core.commands import format_command
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.core.io import atomic_write, atomic_write_text
 
@@ -174,7 +175,8 @@ def _write(out: Path, options: dict[str, int]) -> None:
         write_coco_json(out / "annotations" / f"instances_{split}.json", images, annotations, categories, info)
         splits[split] = {"images": f"images/{split}", "annotations": f"annotations/instances_{split}.json"}
 
-    command = "edgercnn prepare shapes " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
+    command = format_command(["edgercnn", "prepare", "shapes",
+                              *(x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", v))])
     write_manifest(out, name="shapes", classes=CLASSES, category_ids=[c["id"] for c in categories], splits=splits,
                    source=_SOURCE, command=command, created=False, extra={"options": options})
 

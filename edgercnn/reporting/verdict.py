@@ -17,6 +17,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from edgercnn.evaluation.evaluate import HEADLINE_METRICS
 from edgercnn.reporting import stats
 
 #: Significance level of the verdicts (two-sided Welch test).
@@ -38,7 +39,7 @@ def curve_at(steps: np.ndarray, values: np.ndarray, step: float) -> float:
     return float(np.interp(step, steps, values))
 
 
-def too_short(evals: pd.DataFrame, baseline: str, metric: str = "segm_AP") -> str | None:
+def too_short(evals: pd.DataFrame, baseline: str, metric: str = HEADLINE_METRICS[0]) -> str | None:
     """Why the runs are too short for a verdict (the baseline's mean ``metric`` still rising steeply at the end),
     or None. ``evals``: the evaluations during training (config, seed, step, metrics)."""
     rows = evals[evals["config"] == baseline]
