@@ -298,7 +298,7 @@ def reproduce(
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per config (0..N-1). Default 3, or 1 with --quick.")]
     = None,
     quick: Annotated[bool, typer.Option(help="One paired seed trained far enough for the curves to part (shapes "
-                                             "2000 steps, pennfudan 600; under 10 min on 2 cores): shows the "
+                                             "2000 steps, pennfudan 600; about 10 min on 2 cores): shows the "
                                              "direction, gives no verdict; results go to <results-dir>/"
                                              "<dataset>-quick and are not compared with the reference.")] = False,
     steps: Annotated[Optional[int], typer.Option(help="Training steps per run. Default: the recipe's (edgercnn "
