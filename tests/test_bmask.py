@@ -14,6 +14,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model.edge_head import add_edge_loss
 from edgercnn.model.bmask import BMaskHead, add_bmask, bmask_head_of, bmask_loss, boundary_targets, pop_boundary_logits
 from edgercnn.model.rcnn import MaskPredictor56
 
@@ -246,3 +247,15 @@ def test_maskrcnn_resnet50_fpn_trains_with_bmask():
 def test_bmask_head_rejects_a_mask_head_it_cannot_read():
     with pytest.raises(EdgeRCNNError, match="not torchvision's MaskRCNNHeads"):
         BMaskHead(nn.Sequential(nn.ReLU()), num_classes=2)
+
+
+@pytest.mark.parametrize("bmask_first", [True, False], ids=["bmask-then-edge", "edge-then-bmask"])
+def test_bmask_composes_with_add_edge_loss(bmask_first):
+    model = tiny_maskrcnn()
+    for add in ((add_bmask, add_edge_loss) if bmask_first else (add_edge_loss, add_bmask)):
+        add(model)
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[0, 10:40, 12:44] = 1
+    target = {"boxes": torch.tensor([[12.0, 10, 44, 40]]), "labels": torch.tensor([1]), "masks": masks}
+    losses = model.train()([torch.rand(3, 64, 64)], [target])
+    assert "loss_edge" in losses and pop_boundary_logits(model).shape[1:] == (2, 28, 28)

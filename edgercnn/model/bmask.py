@@ -24,7 +24,7 @@ LAPLACIAN = ((-1.0, -1.0, -1.0), (-1.0, 8.0, -1.0), (-1.0, -1.0, -1.0))
 BOUNDARY_THRESHOLD = 0.1
 #: mask_head.py:17: the Dice smoothing term (added to numerator and denominator).
 DICE_SMOOTH = 1.0
-#: config.py:12 (MODEL.BOUNDARY_MASK_HEAD.NUM_CONV): 3×3 convs of the boundary branch.
+#: config.py:11 (MODEL.BOUNDARY_MASK_HEAD.NUM_CONV): 3×3 convs of the boundary branch.
 NUM_BOUNDARY_CONVS = 2
 
 
