@@ -8,10 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.detection import maskrcnn_resnet50_fpn
+from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model.edge_head import add_edge_loss
 from edgercnn.model.bmask import BMaskHead, add_bmask, bmask_head_of, bmask_loss, boundary_targets, pop_boundary_logits
 from edgercnn.model.rcnn import MaskPredictor56
 
@@ -49,7 +52,7 @@ def small_head(norm_layer=None, classes=3):
     return BMaskHead(MaskRCNNHeads(8, [8, 8, 8, 8], 1, norm_layer=norm_layer), num_classes=classes)
 
 
-@pytest.mark.parametrize("norm_layer", [None, partial(nn.GroupNorm, 2)], ids=["plain", "groupnorm"])
+@pytest.mark.parametrize("norm_layer", [None, partial(nn.GroupNorm, 2), nn.BatchNorm2d], ids=["plain", "gn", "bn"])
 def test_head_shapes_in_train_and_eval(norm_layer):
     head, predictor, x = small_head(norm_layer), MaskRCNNPredictor(8, 8, 3), torch.randn(5, 8, 7, 7)
     out = head(x)
@@ -62,7 +65,7 @@ def test_head_shapes_in_train_and_eval(norm_layer):
     # the new blocks follow the wrapped head's block type: with a norm, no conv bias and the same norm
     block = head.mask_to_boundary
     assert (block[0].bias is None) == (norm_layer is not None) and block[0].kernel_size == (1, 1)
-    assert type(block[1]) is (nn.GroupNorm if norm_layer else nn.ReLU)
+    assert type(block[1]) is (type(norm_layer(8)) if norm_layer else nn.ReLU)
 
 
 def test_boundary_targets_of_a_square():
@@ -185,12 +188,23 @@ def test_add_bmask_state_dict_keys_and_loading():
     assert torch.equal(fresh.roi_heads.mask_head.mask_fcns[0][0].weight, plain_state["roi_heads.mask_head.0.0.weight"])
 
 
-def test_a_tiny_maskrcnn_trains_with_bmask_and_infers_masks():
+def tiny_maskrcnn():
+    """A torchvision MaskRCNN small enough for a CPU test: one stride-4 feature map with 8 channels, a 16-wide
+    GroupNorm mask head (torchvision's v2 head has a norm too) and 2 classes."""
     torch.manual_seed(0)
-    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2, min_size=64, max_size=64,
-                                  rpn_pre_nms_top_n_train=50, rpn_post_nms_top_n_train=20, box_batch_size_per_image=16,
-                                  rpn_pre_nms_top_n_test=20, rpn_post_nms_top_n_test=10, box_score_thresh=0.0,
-                                  box_detections_per_img=5)
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                             nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
+    backbone.out_channels = 8
+    return MaskRCNN(backbone, box_predictor=FastRCNNPredictor(1024, 2), min_size=64, max_size=64,
+                    rpn_anchor_generator=AnchorGenerator(((16, 32),), ((0.5, 1.0, 2.0),)),
+                    mask_head=MaskRCNNHeads(8, [16] * 4, 1, norm_layer=partial(nn.GroupNorm, 4)),
+                    mask_predictor=MaskRCNNPredictor(16, 16, 2), rpn_pre_nms_top_n_train=50,
+                    rpn_post_nms_top_n_train=20, box_batch_size_per_image=16, rpn_pre_nms_top_n_test=20,
+                    rpn_post_nms_top_n_test=10, box_score_thresh=0.0, box_detections_per_img=5)
+
+
+def test_a_tiny_maskrcnn_trains_with_bmask_and_infers_masks():
+    model = tiny_maskrcnn()
     plain_keys = set(model.state_dict())
     add_bmask(model)
     image = torch.rand(3, 64, 64)
@@ -214,3 +228,34 @@ def test_a_tiny_maskrcnn_trains_with_bmask_and_infers_masks():
     assert out["masks"].shape[1:] == (1, 64, 64) and head.boundary_logits is None
     moved = {k.replace("mask_head.", "mask_head.mask_fcns.") if ".mask_head." in k else k for k in plain_keys}
     assert moved < set(model.state_dict())  # other keys unchanged, the mask convs moved under mask_fcns
+
+
+@pytest.mark.slow
+def test_maskrcnn_resnet50_fpn_trains_with_bmask():
+    model = add_bmask(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2, min_size=64,
+                                            max_size=64, rpn_post_nms_top_n_train=20, box_batch_size_per_image=16))
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[0, 10:40, 12:44] = 1
+    target = {"boxes": torch.tensor([[12.0, 10, 44, 40]]), "labels": torch.tensor([1]), "masks": masks}
+    losses = model.train()([torch.rand(3, 64, 64)], [target])
+    boundary = pop_boundary_logits(model)
+    assert boundary.shape[1:] == (2, 28, 28)
+    (sum(losses.values()) + bmask_loss(boundary[:, 1], torch.ones(boundary.shape[0], 28, 28))).backward()
+    assert model.roi_heads.mask_head.boundary_fcns[0][0].weight.grad.abs().sum() > 0
+
+
+def test_bmask_head_rejects_a_mask_head_it_cannot_read():
+    with pytest.raises(EdgeRCNNError, match="not torchvision's MaskRCNNHeads"):
+        BMaskHead(nn.Sequential(nn.ReLU()), num_classes=2)
+
+
+@pytest.mark.parametrize("bmask_first", [True, False], ids=["bmask-then-edge", "edge-then-bmask"])
+def test_bmask_composes_with_add_edge_loss(bmask_first):
+    model = tiny_maskrcnn()
+    for add in ((add_bmask, add_edge_loss) if bmask_first else (add_edge_loss, add_bmask)):
+        add(model)
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[0, 10:40, 12:44] = 1
+    target = {"boxes": torch.tensor([[12.0, 10, 44, 40]]), "labels": torch.tensor([1]), "masks": masks}
+    losses = model.train()([torch.rand(3, 64, 64)], [target])
+    assert "loss_edge" in losses and pop_boundary_logits(model).shape[1:] == (2, 28, 28)

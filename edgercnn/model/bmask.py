@@ -24,7 +24,7 @@ LAPLACIAN = ((-1.0, -1.0, -1.0), (-1.0, 8.0, -1.0), (-1.0, -1.0, -1.0))
 BOUNDARY_THRESHOLD = 0.1
 #: mask_head.py:17: the Dice smoothing term (added to numerator and denominator).
 DICE_SMOOTH = 1.0
-#: config.py:12 (MODEL.BOUNDARY_MASK_HEAD.NUM_CONV): 3×3 convs of the boundary branch.
+#: config.py:11 (MODEL.BOUNDARY_MASK_HEAD.NUM_CONV): 3×3 convs of the boundary branch.
 NUM_BOUNDARY_CONVS = 2
 
 
@@ -65,17 +65,19 @@ class BMaskHead(nn.Module):
     multi-level pooled RoI features, so the boundary branch starts from those and ``downsample`` has stride 1.
     """
 
-    def __init__(self, mask_fcns: nn.Sequential, num_classes: int, upsample: int = 1, deconv_channels: int | None = None,
-                 num_boundary_convs: int = NUM_BOUNDARY_CONVS):
+    def __init__(self, mask_fcns: nn.Sequential, num_classes: int, upsample: int = 1,
+                 deconv_channels: int | None = None, num_boundary_convs: int = NUM_BOUNDARY_CONVS):
+        """``num_classes``: the mask predictor's outputs; ``upsample``: its 2× deconvs (1: 14 → 28, 2: → 56);
+        ``deconv_channels``: the width of its deconvs (default: the mask head's)."""
         super().__init__()
         convs = [m for m in mask_fcns.modules() if isinstance(m, nn.Conv2d)]
         blocks = list(mask_fcns.children()) if isinstance(mask_fcns, nn.Sequential) else []
-        if not convs or not blocks or not isinstance(blocks[-1], nn.Sequential) or not isinstance(blocks[-1][0], nn.Conv2d):
-            raise EdgeRCNNError(f"BMask: the mask head is a {type(mask_fcns).__name__}, not torchvision's MaskRCNNHeads "
-                                "(a Sequential of conv blocks); build the model with torchvision's mask head")
+        template = blocks[-1] if blocks else None
+        if not convs or not isinstance(template, nn.Sequential) or not isinstance(template[0], nn.Conv2d):
+            raise EdgeRCNNError(f"BMask: the mask head is a {type(mask_fcns).__name__}, not torchvision's "
+                                "MaskRCNNHeads (a Sequential of conv blocks); build the model with that mask head")
         in_channels, dim = convs[0].in_channels, convs[-1].out_channels
         deconv_channels = deconv_channels or dim
-        template = blocks[-1]
         self.mask_fcns = mask_fcns
         self.downsample = _conv_block(template, in_channels, dim, 3)
         self.mask_to_boundary = _conv_block(template, dim, dim, 1)
