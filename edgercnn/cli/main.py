@@ -12,12 +12,13 @@ from rich.console import Console
 from edgercnn import __version__
 from edgercnn.model.architecture import BACKBONES, NORMS
 from edgercnn.cli.prepare import app as prepare_app
-from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, parse_canvas, parse_filters
+from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, parse_canvas, parse_filters, parse_weights
 from edgercnn.core.commands import format_command
 from edgercnn.core.errors import EdgeRCNNError, user_errors
 from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
+from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, MASK_TERMS
 from edgercnn.model.optim import OPTIMIZERS
-from edgercnn.experiments.reproduce import DATASETS
+from edgercnn.experiments.reproduce import COMPARISONS, DATASETS
 
 app = typer.Typer(
     help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",
@@ -39,6 +40,7 @@ Backbone = _choices("Backbone", BACKBONES)
 Norm = _choices("Norm", NORMS)
 Optimizer = _choices("Optimizer", OPTIMIZERS)
 Dataset = _choices("Dataset", DATASETS)
+Comparison = _choices("Comparison", COMPARISONS)
 
 
 class Format(str, Enum):
@@ -108,6 +110,9 @@ def train_overrides(ctx: typer.Context) -> dict:
             value = str(value)
         overrides[key] = value
     overrides["filters"] = _parse_filters(overrides["filters"])
+    overrides["mask_losses"] = _parse_filters(overrides["mask_losses"])
+    overrides["mask_loss_weights"] = parse_weights(overrides["mask_loss_weights"], flag("mask_loss_weights")) \
+        if overrides["mask_loss_weights"] else None
     overrides["canvas"] = _parse_canvas(overrides["canvas"])
     return overrides
 
@@ -143,6 +148,18 @@ def train(
                          "magnitude channel of two-kernel filters (section 5.6.3).")] = None,
     formulation: Annotated[Optional[Formulation], typer.Option(help="lp, or the weighted cross-entropy variants "
                            "ce-product / ce-exp (section 5.6.3). Default lp.")] = None,
+    mask_loss: Annotated[Optional[list[str]], typer.Option(
+        flag("mask_losses"), help=f"Another boundary-aware mask loss beside the BCE: {', '.join(MASK_TERMS)} (soft "
+        "Dice; Lovász hinge; Kervadec's boundary loss, weight ramped; Karimi's Hausdorff distance-transform loss; "
+        "BMask R-CNN's boundary branch, a head); repeat or join with + to combine; alone (with --filter none) or "
+        "beside the edge loss. Default none.")] = None,
+    mask_loss_weight: Annotated[Optional[list[str]], typer.Option(
+        flag("mask_loss_weights"), help="NAME=WEIGHT of a --mask-loss (repeatable), e.g. dice=2. Default: each "
+        "loss's paper weight (edgercnn.model.mask_terms.TERM_WEIGHTS); a weight given here is constant (no ramp).")]
+        = None,
+    boundary_ramp_steps: Annotated[Optional[int], typer.Option(help="The boundary loss's weight starts at 0.01 and "
+                                   "grows by 0.01 every N steps (Kervadec et al.: per epoch). Default "
+                                   f"{BOUNDARY_RAMP_STEPS}.")] = None,
     mask_size: Annotated[Optional[int], typer.Option(help="Mask head output 28 (torchvision) or 56 (one more "
                                                           "2x upsampling; sections 5.4, 5.7). Default 28.")] = None,
     backbone: Annotated[Optional[Backbone], typer.Option(help="resnet50, resnet101 (the authors') or small "
@@ -322,6 +339,11 @@ def reproduce(
                                                      "of cores.")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader workers per run.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    compare: Annotated[Comparison, typer.Option("--compare", help="Which configs: edge (baseline vs. Sobel/L2, the "
+                       "paper's) or boundary-losses (baseline, Sobel/L2, Dice, Lovász, boundary, Hausdorff and BMask, "
+                       "each at its paper's weight: a ranking per metric against the baseline and Sobel/L2 with CIs, "
+                       "speed-ups and step times; results in <results-dir>/boundary-losses-<dataset>).")]
+    = Comparison("edge"),
     debug: Debug = False,
 ) -> None:
     """The README's main command: baseline vs. Sobel/L2 on shapes, Penn-Fudan or your data, with a verdict per metric.
@@ -337,7 +359,7 @@ def reproduce(
         run_reproduce(dataset=dataset.value if dataset else None, data=data, seeds=seeds, steps=steps,
                       minutes=minutes, quick=quick, experiment=experiment, out_dir=out_dir, results_dir=results_dir,
                       reference=reference, jobs=jobs, workers=workers, device=device, console=_console(),
-                      command=command_line(ctx))
+                      command=command_line(ctx), comparison=compare.value)
 
 
 @app.command(short_help="Run a paper experiment (configs x seeds), then report.")

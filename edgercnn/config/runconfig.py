@@ -19,6 +19,7 @@ import yaml
 from edgercnn.core.errors import ConfigError
 from edgercnn.core.io import atomic_write_text
 from edgercnn.model.losses import CE_EXP, check_edge_args
+from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, check_terms
 from edgercnn.model.matterport import BOX_LOSSES, CLASS_LOSSES, ROI_ALIGNS, ROI_LEVELS, UNLOADED_INIT
 from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_56, MASK_SIZES, MASK_TARGETS,
                                          NORMS, POSTPROCESS, ROI_SAMPLING, STAGE_LAYERS)
@@ -26,7 +27,7 @@ from edgercnn.data.dataset import EVAL_IMAGES
 from edgercnn.data.transforms import RESIZE_MODES
 from edgercnn.model.optim import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES
 from edgercnn.config.schedule import paper_stages, scale_steps
-from edgercnn.config.values import format_filters, normalize
+from edgercnn.config.values import format_filters, format_terms, normalize
 
 
 
@@ -80,6 +81,10 @@ class Config:
     smooth: str | None = None
     magnitude: bool = False
     formulation: str = "lp"
+    # the other boundary-aware mask losses (model.mask_terms), alone or beside the edge loss
+    mask_losses: list[str] = field(default_factory=list)  # dice | lovasz | boundary | hausdorff | bmask
+    mask_loss_weights: dict[str, float] = field(default_factory=dict)  # per name; default mask_terms.TERM_WEIGHTS
+    boundary_ramp_steps: int = BOUNDARY_RAMP_STEPS  # the boundary loss's weight +0.01 every N steps
     # data pipeline (section 4)
     canvas: list[int] = field(default_factory=lambda: [1024, 800])  # width, height
     resize: str = "fit"  # fit | square (data.transforms.RESIZE_MODES)
@@ -148,6 +153,9 @@ class Config:
                 base += "-mag"
             if self.formulation != "lp":
                 base += f"-{self.formulation}"
+        if self.mask_losses:
+            terms = format_terms(self.mask_losses, self.mask_loss_weights)
+            base = terms if base == "baseline" else f"{base}+{terms}"
         if self.mask_size != 28:
             base += f"-m{self.mask_size}"
         return base
@@ -189,6 +197,10 @@ class Config:
                 check_edge_args(self.filters, self.p, self.smooth, self.magnitude, self.formulation)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+        try:
+            check_terms(self.mask_losses, self.mask_loss_weights, self.boundary_ramp_steps)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone: got {self.backbone!r}; choose {', '.join(BACKBONES)}")
         if self.backbone_weights == "imagenet-resnet50" and \

@@ -6,7 +6,9 @@ A config value appears as text on the command line (``edgercnn train --canvas 10
 - ``none``: an unset value (``smooth: none``, ``backbone_weights: none``), and ``filters`` of the baseline;
 - ``canvas``: ``WIDTHxHEIGHT`` (``1024x800``);
 - ``filters``: names joined with ``+`` (``sobel+laplace``; commas are read too);
-- ``stages``: ``layers:steps@lr`` joined with commas (``heads:40000@0.001,4+:80000@0.001,all:40000@0.0001``).
+- ``stages``: ``layers:steps@lr`` joined with commas (``heads:40000@0.001,4+:80000@0.001,all:40000@0.0001``);
+- ``mask_losses``: names joined with ``+`` like filters (``dice+boundary``; ``none``: no term);
+- ``mask_loss_weights``: ``name=weight`` joined with commas (``dice=2,boundary=0.5``; ``none``: the defaults).
 
 A config key is an ``edgercnn train`` option by one rule: ``--`` + the key in kebab-case (``mask_size`` →
 ``--mask-size``; a boolean also ``--no-...``), except ``FLAG_NAMES``; ``TRAIN_KEYS`` are the keys it takes.
@@ -27,9 +29,11 @@ from edgercnn.core.errors import ConfigError
 #: The text of an unset value (None) and of the baseline's empty filter list.
 NONE = "none"
 #: Keys whose ``edgercnn train`` option is not the key in kebab-case.
-FLAG_NAMES = {"filters": "filter", "eval_at_end": "eval"}
+FLAG_NAMES = {"filters": "filter", "eval_at_end": "eval", "mask_losses": "mask_loss",
+              "mask_loss_weights": "mask_loss_weight"}
 #: Config keys that ``edgercnn train`` takes as options (the rest go through ``--config`` or ``--recipe``).
-TRAIN_KEYS = ("recipe", "data", "filters", "p", "alpha", "smooth", "magnitude", "formulation", "mask_size",
+TRAIN_KEYS = ("recipe", "data", "filters", "p", "alpha", "smooth", "magnitude", "formulation", "mask_losses",
+              "mask_loss_weights", "boundary_ramp_steps", "mask_size",
               "backbone", "backbone_weights", "norm", "optimizer", "warmup_steps", "canvas", "steps", "lr",
               "batch_size", "workers", "device", "amp", "seed", "experiment", "name", "out_dir", "results_dir",
               "checkpoint_every", "eval_at_end", "eval_max_images", "eval_every", "strict")
@@ -61,6 +65,16 @@ def format_filters(filters: Iterable[str]) -> str:
     return "+".join(filters) if filters else NONE
 
 
+def format_weights(weights: dict[str, float]) -> str:
+    return ",".join(f"{k}={float(v):g}" for k, v in weights.items()) if weights else NONE
+
+
+def format_terms(names: Iterable[str], weights: dict[str, float] | None = None) -> str:
+    """The mask-loss terms in a config name: ``dice``, ``dice-w2+boundary`` (a weight only where it is set)."""
+    weights = weights or {}
+    return "+".join(n + (f"-w{float(weights[n]):g}" if n in weights else "") for n in names)
+
+
 def format_stages(stages: Iterable[dict[str, Any]]) -> str:
     return ",".join(f"{s['layers']}:{s['steps']}@{float(s['lr']):g}" for s in stages)
 
@@ -68,8 +82,10 @@ def format_stages(stages: Iterable[dict[str, Any]]) -> str:
 def format_value(key: str, value: Any) -> Any:
     """``value`` of ``key`` as one flat text-friendly value: lists in their text form, None as ``none``; numbers,
     booleans and strings as they are."""
-    if key == "filters":
+    if key in ("filters", "mask_losses"):
         return format_filters(value or [])
+    if key == "mask_loss_weights":
+        return format_weights(value or {})
     if value is None:
         return NONE
     if key == "canvas":
@@ -101,6 +117,23 @@ def parse_filters(values: str | Iterable[str]) -> list[str]:
     return [n for n in names if n != NONE]
 
 
+def parse_weights(values: str | Iterable[str], where: str = "--mask-loss-weight") -> dict[str, float]:
+    """``dice=2,boundary=0.5`` (or several such texts) → {"dice": 2.0, "boundary": 0.5}; ``none`` → {}."""
+    values = [values] if isinstance(values, str) else list(values)
+    out = {}
+    for part in (p.strip() for v in values for p in str(v).split(",")):
+        if not part or part.lower() == NONE:
+            continue
+        name, eq, weight = part.partition("=")
+        try:
+            out[name.strip().lower()] = float(weight)
+        except ValueError:
+            raise ConfigError(f"{where} {part!r}: expected NAME=WEIGHT, e.g. dice=2") from None
+        if not eq or not name.strip():
+            raise ConfigError(f"{where} {part!r}: expected NAME=WEIGHT, e.g. dice=2")
+    return out
+
+
 def parse_stages(text: str, where: str = "stages") -> list[dict[str, Any]]:
     """``heads:40000@0.001,all:40000@0.0001`` → [{"layers": "heads", "steps": 40000, "lr": 0.001}, ...]."""
     stages = []
@@ -123,8 +156,10 @@ def parse_value(key: str, text: str, where: str | None = None) -> Any:
     where = where or flag(key)
     text = str(text)
     if not text.lstrip().startswith(("[", "{")):  # not a YAML list or mapping: the text forms
-        if key == "filters":
+        if key in ("filters", "mask_losses"):
             return parse_filters(text)
+        if key == "mask_loss_weights":
+            return parse_weights(text, where)
         if key == "canvas":
             return parse_canvas(text, where)
         if key == "stages":
@@ -141,13 +176,15 @@ def normalize(values: dict[str, Any]) -> dict[str, Any]:
     """Config values from a file or options with their text forms read: ``filters: sobel+laplace`` or ``none``,
     ``canvas: 1024x800``, ``stages: heads:40000@0.001,...``, ``smooth: none``."""
     out = dict(values)
-    for key in ("filters", "canvas", "stages"):
+    for key in ("filters", "canvas", "stages", "mask_losses", "mask_loss_weights"):
         if isinstance(out.get(key), str):
             out[key] = parse_value(key, out[key], key)
-    if isinstance(out.get("filters"), (list, tuple)):
-        out["filters"] = parse_filters([str(f) for f in out["filters"]]) if all(isinstance(f, str)
-                                                                                for f in out["filters"]) \
-            else list(out["filters"])
+    for key in ("filters", "mask_losses"):
+        if isinstance(out.get(key), (list, tuple)):
+            out[key] = parse_filters([str(f) for f in out[key]]) if all(isinstance(f, str) for f in out[key]) \
+                else list(out[key])
+    if out.get("mask_loss_weights") is None and "mask_loss_weights" in out:
+        out["mask_loss_weights"] = {}
     if isinstance(out.get("smooth"), str) and is_none(out["smooth"]):
         out["smooth"] = None
     return out
@@ -160,6 +197,10 @@ def train_options(keys: dict[str, Any]) -> tuple[list[str], list[str]]:
     for key, value in keys.items():
         if key == "filters":
             parts += [x for f in (value or [NONE]) for x in (flag(key), f)]
+        elif key == "mask_losses":
+            parts += [x for f in value or [] for x in (flag(key), f)]
+        elif key == "mask_loss_weights":
+            parts += [x for k, w in (value or {}).items() for x in (flag(key), f"{k}={float(w):g}")]
         elif key not in TRAIN_KEYS or value is None:
             rest.append(f"{key}={value}")
         elif isinstance(value, bool):

@@ -1,4 +1,5 @@
-"""`edgercnn reproduce`: the paired experiment (baseline vs. Sobel/L2) on shapes, Penn-Fudan or any prepared dataset.
+"""`edgercnn reproduce`: the paired experiment (baseline vs. Sobel/L2) on shapes, Penn-Fudan or any prepared dataset,
+and, with ``--compare boundary-losses``, the edge loss ranked against the other boundary-aware mask losses.
 
 It trains both configurations for N seeds with evaluations during training (convergence curves, speed-up),
 runs several trainings at once (one process per job, the cores split between them), shows a live table of the
@@ -25,13 +26,23 @@ from edgercnn.data.shapes import make_shapes
 from edgercnn.evaluation.evaluate import HEADLINE_METRICS, higher_is_better, metric_label
 from edgercnn.experiments import budget
 from edgercnn.experiments.runner import Executor, run_all, run_state
-from edgercnn.reporting import verdict
+from edgercnn.core.io import atomic_write_text
+from edgercnn.reporting import ranking, verdict
 from edgercnn.reporting.report import report
 from edgercnn.reporting.results import SeedResult, has_runs, load_curves, load_runs
 from edgercnn.reporting.stats import welch
 
 #: The two configurations compared: the plain Mask R-CNN and the paper's best (Sobel, L2, alpha 1).
 CONFIGS = {"baseline": {"filters": []}, "sobel-p2": {"filters": ["sobel"], "p": 2.0}}
+#: The configurations of each comparison (``--compare``): the paper's pair, and the edge loss among the other
+#: boundary-aware mask losses, each added to the BCE at its paper's weight and schedule (model.mask_terms).
+COMPARISONS = {
+    "edge": CONFIGS,
+    "boundary-losses": {**CONFIGS, **{name: {"filters": [], "mask_losses": [name]}
+                                      for name in ("dice", "lovasz", "boundary", "hausdorff", "bmask")}},
+}
+#: What each comparison's configs are judged against (the first: the baseline of speed-ups and step times).
+REFERENCES = {"edge": ("baseline",), "boundary-losses": ("baseline", "sobel-p2")}
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,11 @@ COMPARE_METRICS = HEADLINE_METRICS
 
 def reproduce_configs(data: Path, seeds: int, steps: int | None, experiment: str, out_dir: Path, results_dir: Path,
                       workers: int, device: str, evals: int, recipe: str,
-                      canvas: list[int] | None = None) -> list[Config]:
-    """Every (config, seed) of the experiment: the recipe's keys, then the run's own (``steps=None``: the
-    recipe's), evaluated ``evals`` times and checkpointed 10 times per run."""
+                      canvas: list[int] | None = None, configs: dict[str, dict] = CONFIGS) -> list[Config]:
+    """Every (config, seed) of the experiment (``configs``: name → its keys): the recipe's keys, then the run's own
+    (``steps=None``: the recipe's), evaluated ``evals`` times and checkpointed 10 times per run."""
     out = []
-    for name, edge in CONFIGS.items():
+    for name, edge in configs.items():
         for seed in range(seeds):
             keys = {"recipe": recipe, "experiment": experiment, "name": name, "data": str(data),
                     "out_dir": str(out_dir), "results_dir": str(results_dir), "seed": seed, "workers": workers,
@@ -139,16 +150,21 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
               experiment: str | None = None, out_dir: Path = Path("runs/reproduce"),
               results_dir: Path = Path("runs/reproduce/results"), reference: Path | None = None,
               compare: bool = True, jobs: int | None = None, workers: int = 0, device: str = "cpu",
-              console: Console | None = None, command: str = "edgercnn reproduce") -> float:
+              console: Console | None = None, command: str = "edgercnn reproduce",
+              comparison: str = "edge") -> float:
     """Prepare shapes if missing, train + evaluate every config × seed (skipping finished ones, resuming
     unfinished ones), print the report, the verdicts and the comparison with ``reference`` (default: the
     dataset's committed results); returns the wall time in seconds.
 
     ``quick``: one paired seed of the protocol's quick steps (the direction, never a verdict). On a user's
     dataset (``data`` not shapes or pennfudan): the real-photo recipe with a canvas shaped like its images and
-    the steps that fit ``minutes`` (measured on the data first)."""
+    the steps that fit ``minutes`` (measured on the data first). ``comparison``: the configs (``COMPARISONS``);
+    beyond the paper's pair, their ranking per metric against ``REFERENCES`` (written to ranking.md/.csv)."""
     console = console or Console()
     started = time.perf_counter()
+    if comparison not in COMPARISONS:
+        raise EdgeRCNNError(f"--compare {comparison}: unknown; choose {', '.join(COMPARISONS)}")
+    configs_of = COMPARISONS[comparison]
     dataset, data = resolve_dataset(dataset, data)
     protocol = PROTOCOLS[dataset] if dataset else CUSTOM
     if dataset == "shapes" and not (data / MANIFEST).is_file():
@@ -156,7 +172,8 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
         make_shapes(data)
     seeds = seeds if seeds is not None else (1 if quick else 3)
     evals = protocol.quick_evals if quick else protocol.evals
-    experiment = experiment or (dataset or data.name) + ("-quick" if quick else "")
+    prefix = "" if comparison == "edge" else f"{comparison}-"
+    experiment = experiment or prefix + (dataset or data.name) + ("-quick" if quick else "")
     canvas = None
     if dataset is None:
         recipe_canvas = config_from_dict({"recipe": protocol.recipe, "data": str(data)}, "edgercnn reproduce").canvas
@@ -166,12 +183,12 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
                       highlight=False)
     if steps is None and quick and protocol.quick_steps:
         steps = protocol.quick_steps
-    runs = len(CONFIGS) * seeds
+    runs = len(configs_of) * seeds
     jobs = jobs if jobs is not None else max(1, min(runs, os.cpu_count() or 1))
     if steps is None and (minutes is not None or dataset is None):
         minutes = minutes if minutes is not None else (CUSTOM_QUICK_MINUTES if quick else CUSTOM_MINUTES)
         probe = reproduce_configs(data, 1, None, experiment, out_dir, results_dir, workers, device, evals,
-                                  protocol.recipe, canvas)[0]
+                                  protocol.recipe, canvas, configs_of)[0]
         threads = max(1, (os.cpu_count() or 1) // min(jobs, runs))
         console.print(f"measuring the step time on {data} ({threads} thread(s) per run) ...", highlight=False)
         timing = budget.calibrate(probe, threads)
@@ -179,7 +196,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
         console.print(f"{timing.describe()}: {steps} steps per run fit {minutes:g} min ({runs} runs, {jobs} at a "
                       "time)", highlight=False)
     configs = reproduce_configs(data, seeds, steps, experiment, out_dir, results_dir, workers, device, evals,
-                                protocol.recipe, canvas)
+                                protocol.recipe, canvas, configs_of)
     todo = []
     for cfg in configs:
         if run_state(cfg) == "done":
@@ -194,9 +211,12 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
     run_all(todo, console, command, Executor(jobs=jobs), title="reproduce")
     ours = Path(results_dir) / experiment
     report(ours, console=console)  # prints the tables and the plot paths
-    print_verdicts(ours, console, quick=quick)
-    reference = Path(reference) if reference is not None else \
-        Path(protocol.reference) if protocol.reference else None
+    print_verdicts(ours, console, quick=quick, configs=configs_of)
+    if comparison != "edge":
+        print_ranking(ours, console, REFERENCES[comparison], quick=quick)
+    committed = protocol.reference if comparison == "edge" else \
+        f"results/{prefix}{dataset}" if dataset else None
+    reference = Path(reference) if reference is not None else Path(committed) if committed else None
     if compare and reference is not None and not quick and reference.resolve() != ours.resolve():
         if has_runs(reference):
             _print_comparison(compare_to_reference(ours, reference), reference, console)
@@ -208,10 +228,11 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
     return elapsed
 
 
-def print_verdicts(ours: Path, console: Console, quick: bool = False) -> pd.DataFrame:
+def print_verdicts(ours: Path, console: Console, quick: bool = False,
+                   configs: dict[str, dict] = CONFIGS) -> pd.DataFrame:
     """The verdict per metric of each config against the baseline (``reporting.verdict``), as plain lines."""
     runs, evals = load_runs(ours, COMPARE_METRICS), load_curves(ours, "evals", COMPARE_METRICS)
-    table = verdict.verdicts(runs, evals, {c: "baseline" for c in CONFIGS if c != "baseline"},
+    table = verdict.verdicts(runs, evals, {c: "baseline" for c in configs if c != "baseline"},
                              {m: higher_is_better(m) for m in COMPARE_METRICS})
     title = ("Quick check, one paired seed: the direction the full run tests, not a verdict (run without --quick "
              "for one)" if quick else "Verdict (Welch's test over seeds, 95 % CI, helps/hurts at p < 0.05)")
@@ -219,4 +240,35 @@ def print_verdicts(ours: Path, console: Console, quick: bool = False) -> pd.Data
     labels = {m: metric_label(m) + ("" if higher_is_better(m) else " (lower is better)") for m in COMPARE_METRICS}
     for line in verdict.verdict_lines(table, labels):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
+    return table
+
+
+def print_ranking(ours: Path, console: Console, references: tuple[str, ...], quick: bool = False) -> pd.DataFrame:
+    """The configs ranked per headline metric, each against ``references`` (``reporting.ranking``), printed and
+    written beside the results as ranking.md (the tables) and ranking.csv (every number)."""
+    runs, evals = load_runs(ours, COMPARE_METRICS), load_curves(ours, "evals", COMPARE_METRICS)
+    losses = load_curves(ours, "losses", ("step_time_s",))
+    metrics = {m: higher_is_better(m) for m in COMPARE_METRICS}
+    table, verdicts = ranking.ranking(runs, evals, losses, metrics, references)
+    title = "Ranking per metric (mean ± std over seeds; vs: difference [95 % CI], Welch p; step time: mean " \
+            f"seconds per training step, × {references[0]}'s, measured in these runs)"
+    if quick:
+        title += " - one seed: directions only, no verdict"
+    console.print(title, style="bold", highlight=False)
+    parts = [f"# Ranking of {ours.name}\n\n{title}.\n"]
+    for m in metrics:
+        digits = 4 if not higher_is_better(m) else 1
+        head, rows = ranking.ranking_rows(table, verdicts, m, references, digits)
+        if not rows:
+            continue
+        label = metric_label(m) + ("" if higher_is_better(m) else " (lower is better)")
+        t = Table(title=label, title_justify="left")
+        for col in head:
+            t.add_column(col, overflow="fold")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+        parts.append(f"## {label}\n\n{ranking.markdown_table(head, rows)}\n")
+    atomic_write_text(ours / "ranking.md", "\n".join(parts))
+    atomic_write_text(ours / "ranking.csv", table.to_csv(index=False))
     return table

@@ -32,7 +32,9 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from edgercnn.model.architecture import MASK_HEADS_56, MASK_SIZES, STAGE_LAYERS
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model.bmask import bmask_head_of, pop_boundary_logits
 from edgercnn.model.losses import EdgeLoss
+from edgercnn.model.mask_terms import MaskTerms
 from edgercnn.model.matterport import pad_rois, roi_box_loss, subsample_instances
 
 IMAGENET_WEIGHTS = {"resnet50": ResNet50_Weights.IMAGENET1K_V1, "resnet101": ResNet101_Weights.IMAGENET1K_V1}
@@ -72,7 +74,9 @@ class MatterportSampler(BalancedPositiveNegativeSampler):
 
 
 class EdgeRoIHeads(RoIHeads):
-    """``RoIHeads`` that adds ``loss_edge`` during training when ``edge_loss`` is set, and the authors'
+    """``RoIHeads`` that adds ``loss_edge`` during training when ``edge_loss`` is set, ``loss_<name>`` per term of
+    ``mask_terms`` (the other boundary-aware mask losses, ``model.mask_terms``; ``loss_step`` counts the training
+    forwards for their schedules, and a trainer sets it to its step), and the authors'
     alternatives: ``add_gt_to_proposals=False``, ``mask_targets="binary"``, ``postprocess="matterport"``,
     ``crowd_negatives="exclude"`` (reads the targets' ``crowd_boxes``), ``box_loss="matterport"``,
     ``class_loss="matterport"``, ``max_gt_instances`` (see ``model.matterport``), and ``num_trained_classes``: with a
@@ -82,12 +86,15 @@ class EdgeRoIHeads(RoIHeads):
     Adds no parameters, so its state_dict is torchvision's.
     """
 
-    def __init__(self, *args, edge_loss: EdgeLoss | None = None, add_gt_to_proposals: bool = True,
+    def __init__(self, *args, edge_loss: EdgeLoss | None = None, mask_terms: MaskTerms | None = None,
+                 add_gt_to_proposals: bool = True,
                  mask_targets: str = "soft", postprocess: str = "torchvision", crowd_negatives: str = "keep",
                  box_loss: str = "torchvision", class_loss: str = "torchvision", max_gt_instances: int | None = None,
                  num_trained_classes: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.edge_loss = edge_loss
+        self.mask_terms = mask_terms
+        self.loss_step = 0  # training forwards so far: the step of the mask terms' schedules
         self.add_gt_to_proposals, self.mask_targets, self.postprocess = add_gt_to_proposals, mask_targets, postprocess
         self.crowd_negatives = crowd_negatives
         self.box_loss, self.class_loss, self.max_gt_instances = box_loss, class_loss, max_gt_instances
@@ -148,9 +155,11 @@ class EdgeRoIHeads(RoIHeads):
             return self._forward(features, proposals, image_shapes, targets)
         finally:
             self._crowd_boxes = None
+            if self.training and targets is not None:
+                self.loss_step += 1
 
     def _forward(self, features, proposals, image_shapes, targets=None):
-        if not self.training or (self.edge_loss is None and self.mask_targets == "soft" and self.box_loss ==
+        if not self.training or (self.edge_loss is None and self.mask_terms is None and self.mask_targets == "soft" and self.box_loss ==
                                  "torchvision" and self.class_loss == "torchvision" and self.max_gt_instances is None):
             return super().forward(features, proposals, image_shapes, targets)
         if targets is None or not self.has_mask() or self.keypoint_predictor is not None:
@@ -173,26 +182,53 @@ class EdgeRoIHeads(RoIHeads):
         mask_proposals = [prop[i] for prop, i in zip(proposals, pos)]
         pos_matched_idxs = [m[i] for m, i in zip(matched_idxs, pos)]
         mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
-        loss_mask, loss_edge = self.mask_losses(mask_logits, mask_proposals, targets, pos_matched_idxs)
-        losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg, "loss_mask": loss_mask}
+        losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        return [], losses | self.mask_loss_dict(mask_logits, mask_proposals, targets, pos_matched_idxs,
+                                                self._boundary_logits())
+
+    def _boundary_logits(self) -> Tensor | None:
+        """The BMask head's boundary logits of this forward (``model.bmask``), or None without that head."""
+        head = bmask_head_of(self.mask_head)
+        return pop_boundary_logits(head) if head is not None and head.boundary_logits is not None else None
+
+    def mask_loss_dict(self, mask_logits: Tensor, proposals, targets, matched_idxs,
+                       boundary_logits: Tensor | None = None) -> dict[str, Tensor]:
+        """``loss_mask``, ``loss_edge`` (with an edge loss) and ``loss_<name>`` per term of ``mask_terms``
+        (``boundary_logits`` [N, C, M, M]: BMask's branch, when the head has one) over one set of targets."""
+        rows, labels, mask_targets = self._projected(mask_logits, proposals, targets, matched_idxs)
+        logits = mask_logits[rows, labels]
+        loss_mask, loss_edge = self._mask_losses(logits, mask_targets)
+        losses = {"loss_mask": loss_mask}
         if self.edge_loss is not None:
             losses["loss_edge"] = loss_edge
-        return [], losses
+        if self.mask_terms is not None:
+            # every key on every step (a graph-attached zero without positive RoIs)
+            losses |= self.mask_terms(logits, mask_targets, self.loss_step,
+                                      None if boundary_logits is None else boundary_logits[rows, labels])
+        return losses
 
-    def mask_losses(self, mask_logits: Tensor, proposals, targets, matched_idxs) -> tuple[Tensor, Tensor]:
-        """torchvision's ``maskrcnn_loss`` and the edge loss (0 without one) over one set of projected mask targets,
-        rounded to 0/1 with ``mask_targets="binary"`` (matterport's tf.round: 0.5 → 0)."""
+    def _projected(self, mask_logits: Tensor, proposals, targets, matched_idxs) -> tuple[Tensor, Tensor, Tensor]:
+        """(RoI rows, their ground-truth labels, their projected mask targets [N, M, M]: torchvision's
+        ``project_masks_on_boxes``, rounded to 0/1 with ``mask_targets="binary"``, matterport's tf.round: 0.5 → 0)."""
         size = mask_logits.shape[-1]
         gt_labels = torch.cat([t["labels"][i] for t, i in zip(targets, matched_idxs)])
         mask_targets = torch.cat([
             project_masks_on_boxes(t["masks"], p, i, size) for t, p, i in zip(targets, proposals, matched_idxs)
         ])
-        if mask_targets.numel() == 0:
-            zero = mask_logits.sum() * 0
-            return zero, zero
         if self.mask_targets == "binary":
             mask_targets = (mask_targets > 0.5).to(mask_targets.dtype)
-        logits = mask_logits[torch.arange(gt_labels.shape[0], device=gt_labels.device), gt_labels]
+        return torch.arange(gt_labels.shape[0], device=gt_labels.device), gt_labels, mask_targets
+
+    def mask_losses(self, mask_logits: Tensor, proposals, targets, matched_idxs) -> tuple[Tensor, Tensor]:
+        """torchvision's ``maskrcnn_loss`` and the edge loss (0 without one) over one set of projected mask
+        targets (``_projected``)."""
+        rows, labels, mask_targets = self._projected(mask_logits, proposals, targets, matched_idxs)
+        return self._mask_losses(mask_logits[rows, labels], mask_targets)
+
+    def _mask_losses(self, logits: Tensor, mask_targets: Tensor) -> tuple[Tensor, Tensor]:
+        if mask_targets.numel() == 0:
+            zero = logits.sum() * 0
+            return zero, zero
         loss_mask = F.binary_cross_entropy_with_logits(logits, mask_targets)
         if self.edge_loss is None:
             return loss_mask, loss_mask.detach() * 0

@@ -18,7 +18,9 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.architecture import BACKBONES, GN_GROUPS
+from edgercnn.model.bmask import add_bmask
 from edgercnn.model.losses import EdgeLoss
+from edgercnn.model.mask_terms import MaskTerms
 from edgercnn.model.matterport import MatterportRoIAlign, MatterportRPN, glorot_init_
 from edgercnn.model.rcnn import (MASK_PREDICTORS, MASK_PREDICTORS_56, RESNETS, CanvasTransform,
                                  FrozenStatsBatchNorm2d, MatterportSampler, WideRPNHead, load_imagenet,
@@ -88,7 +90,7 @@ def build_model(cfg: Config) -> MaskRCNN:
                                              for p in (rh.box_roi_pool, rh.mask_roi_pool))
     model.roi_heads = to_edge_roi_heads(
         rh,
-        edge_loss=EdgeLoss.from_config(cfg) if cfg.filters else None,
+        edge_loss=EdgeLoss.from_config(cfg) if cfg.filters else None, mask_terms=MaskTerms.from_config(cfg),
         add_gt_to_proposals=cfg.add_gt_to_proposals, mask_targets=cfg.mask_targets, postprocess=cfg.postprocess,
         crowd_negatives=cfg.crowd_negatives, box_loss=cfg.box_loss, class_loss=cfg.class_loss,
         max_gt_instances=cfg.max_gt_instances,
@@ -98,6 +100,8 @@ def build_model(cfg: Config) -> MaskRCNN:
         model.roi_heads.fg_bg_sampler = MatterportSampler(rh.fg_bg_sampler.batch_size_per_image,
                                                           rh.fg_bg_sampler.positive_fraction,
                                                           empty_negative=cfg.class_loss != "matterport")
+    if "bmask" in cfg.mask_losses:  # BMask R-CNN's boundary branch: a head around the mask head
+        add_bmask(model)
     # Everything but the ResNet feature extractor starts from Xavier (section 4), FPN included.
     for part in (model.backbone.fpn, model.rpn, model.roi_heads):
         xavier_init_(part)

@@ -34,12 +34,14 @@ import torch
 import torch.distributed as dist
 
 from edgercnn.config import Config
+from edgercnn.model.mask_terms import TERM_KEYS
 from edgercnn.data.sampling import batch_keys
 from edgercnn.core.errors import EdgeRCNNError
 
 #: Which sampler count each torchvision loss is averaged over.
 LOSS_COUNTS = {"loss_objectness": "rpn_sampled", "loss_rpn_box_reg": "rpn_sampled", "loss_classifier": "roi_sampled",
-               "loss_box_reg": "roi_sampled", "loss_mask": "roi_positive", "loss_edge": "roi_positive"}
+               "loss_box_reg": "roi_sampled", "loss_mask": "roi_positive", "loss_edge": "roi_positive",
+               **{k: "roi_positive" for k in TERM_KEYS}}
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -30,7 +30,10 @@ from edgercnn.core.io import atomic_write_json, atomic_write_text, remove_stale_
 from edgercnn.evaluation.evaluate import TRAINING_METRICS
 from edgercnn.training.checkpoint import read_checkpoint, read_weights
 
-LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge")
+LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge",
+             "loss_terms")
+#: Not Mask R-CNN's own: the edge loss and ``loss_terms``, the sum of the other mask-loss terms (mask_terms.TERM_KEYS).
+ADDED_LOSS_KEYS = ("loss_edge", "loss_terms")
 LOSS_COLUMNS = ("step", "stage", "lr", *LOSS_KEYS, "loss_mrcnn", "loss_total", "step_time_s")
 #: evals.csv: the metrics of each evaluation during training (``train --eval-every N``), for convergence curves.
 EVAL_COLUMNS = ("step", *TRAINING_METRICS)

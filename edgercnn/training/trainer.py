@@ -33,7 +33,8 @@ from edgercnn.evaluation.evaluate import evaluate_model, metric_summary
 from edgercnn.model.rcnn import set_trainable
 from edgercnn.training.builder import build_model
 from edgercnn.model.optim import build_optimizer
-from edgercnn.training.rundir import LOSS_COLUMNS, LOSS_KEYS, RunDir
+from edgercnn.model.mask_terms import TERM_KEYS
+from edgercnn.training.rundir import ADDED_LOSS_KEYS, LOSS_COLUMNS, LOSS_KEYS, RunDir
 from edgercnn.config.schedule import lr_at, stage_at
 
 #: Config keys a resumed run may change: where it runs and writes, not what it learns. ``data`` (the path) may
@@ -214,6 +215,7 @@ class Trainer:
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
         distributed.set_image_seeds(self.model, distributed.image_seeds(len(self.dataset), self.cfg, self.step))
+        self.model.roi_heads.loss_step = self.step  # the mask terms' schedules follow the run's step (and resume)
         with torch.autocast(self.device.type, enabled=self.cfg.amp):
             losses = distributed.reweight_losses(self.model, self.model(images, targets))
         distributed.set_image_seeds(self.model, None)
@@ -226,11 +228,14 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        terms = [losses[k].detach().float() for k in TERM_KEYS if k in losses]
+        if terms:
+            losses = losses | {"loss_terms": torch.stack(terms).sum()}
         present = [k for k in LOSS_KEYS if k in losses]
         logged = distributed.average(torch.stack([losses[k].detach().float() for k in present] +
                                                  [total.detach().float()])).tolist()
         values = {k: 0.0 for k in LOSS_KEYS} | dict(zip(present, logged))  # one device→host copy per step
-        values["loss_mrcnn"] = sum(v for k, v in values.items() if k != "loss_edge")
+        values["loss_mrcnn"] = sum(v for k, v in values.items() if k not in ADDED_LOSS_KEYS)
         values["loss_total"] = logged[-1]
         if not math.isfinite(values["loss_total"]):
             raise EdgeRCNNError(f"loss became {values['loss_total']} at step {self.step + 1} ({self.rundir}); "
