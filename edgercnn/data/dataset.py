@@ -172,26 +172,58 @@ def in_int64(value: Any) -> bool:
     return type(value) is int and -2**63 <= value < 2**63
 
 
-def _polygon_problem(seg: list[Any], width: int, height: int) -> str | None:
-    """Why a COCO polygon list cannot be rasterised for a ``width`` x ``height`` image, or None. Coordinates must
-    be finite numbers within the image widened by its own size on each side: pycocotools allocates memory in
-    proportion to the polygon's extent, so one 1e300 coordinate would exhaust it."""
-    if not seg or any(not isinstance(p, list) for p in seg):
-        return "bad_segmentation"
-    area, touches = 0.0, False
-    for poly in seg:
-        if len(poly) % 2 or not all(_number(v) for v in poly):
-            return "bad_polygon"
-        if len(poly) < 6:
-            return "polygon_lt_3_points"
-        xy = np.asarray(poly, np.float64).reshape(-1, 2)
-        lo, hi = xy.min(axis=0), xy.max(axis=0)
-        if lo[0] < -width or hi[0] > 2 * width or lo[1] < -height or hi[1] > 2 * height:
-            return "bad_polygon"
-        x, y = xy[:, 0], xy[:, 1]
-        area += abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) / 2  # shoelace
-        touches |= bool(hi[0] > 0 and lo[0] < width and hi[1] > 0 and lo[1] < height)
-    return None if area > 0 and touches else "zero_area_mask"
+_REAL = {int, float}
+
+
+def _polygon_reasons(anns: list[dict[str, Any]], images: dict[int, dict[str, Any]]) -> dict[int, str | None]:
+    """``id()`` of each annotation with a polygon segmentation → why it cannot be rasterised, or None.
+    Coordinates must be finite numbers within the image widened by its own size on each side: pycocotools
+    allocates memory in proportion to a polygon's extent, so one NaN, Infinity or 1e300 would exhaust it. A
+    polygon without area, or wholly outside the image, is a zero-area mask. Vectorised over all polygons at once:
+    cheap enough for every annotation at load time."""
+    reasons: dict[int, str | None] = {}
+    flat: list[Any] = []
+    counts, owners, sizes, owned = [], [], [], []
+    for ann in anns:
+        seg = ann.get("segmentation")
+        if not isinstance(seg, list):
+            continue
+        if not seg or not all(isinstance(p, list) for p in seg):
+            reasons[id(ann)] = "bad_segmentation"
+        elif any(len(p) % 2 or not set(map(type, p)) <= _REAL for p in seg):  # no str, bool or None
+            reasons[id(ann)] = "bad_polygon"
+        elif any(len(p) < 6 for p in seg):
+            reasons[id(ann)] = "polygon_lt_3_points"
+        else:
+            img = images[ann["image_id"]]
+            for poly in seg:
+                flat += poly
+                counts.append(len(poly) // 2)
+                owners.append(len(owned))
+            sizes.append((img["width"], img["height"]))
+            owned.append(ann)
+    if not owned:
+        return reasons
+    try:
+        xy = np.asarray(flat, np.float64).reshape(-1, 2)
+    except OverflowError:  # an integer beyond float's range
+        xy = np.array([float(v) if abs(v) < 1e308 else np.inf for v in flat], np.float64).reshape(-1, 2)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    size = np.asarray(sizes, np.float64)[owners]  # per polygon: (width, height)
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts)
+        lo, hi = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
+        sane = finite & (lo >= -size).all(axis=1) & (hi <= 2 * size).all(axis=1)
+        prev = np.arange(len(xy)) - 1
+        prev[starts] = np.r_[starts[1:], len(xy)] - 1  # the first vertex follows the last
+        area = np.abs(np.add.reduceat(xy[:, 0] * xy[prev, 1] - xy[:, 1] * xy[prev, 0], starts)) / 2  # shoelace
+        touches = (hi > 0).all(axis=1) & (lo < size).all(axis=1)
+    firsts = np.r_[0, np.flatnonzero(np.diff(owners)) + 1]  # first polygon of each annotation
+    sane = np.logical_and.reduceat(sane, firsts)
+    area = np.add.reduceat(np.where(touches, area, 0), firsts)
+    for ann, ok, a in zip(owned, sane.tolist(), area.tolist()):
+        reasons[id(ann)] = None if ok and a > 0 else "bad_polygon" if not ok else "zero_area_mask"
+    return reasons
 
 
 #: Reasons whose annotations are dropped from the ground truth as well (evaluation cannot read their values);
@@ -199,10 +231,11 @@ def _polygon_problem(seg: list[Any], width: int, height: int) -> str | None:
 MALFORMED = ("bad_value", "bad_polygon", "bad_segmentation")
 
 
-def annotation_problem(ann: dict[str, Any], img: dict[str, Any], known: set[int], foreground: dict[int, int]
-                       ) -> str | None:
+def annotation_problem(ann: dict[str, Any], img: dict[str, Any], known: set[int], foreground: dict[int, int],
+                       polygons: dict[int, str | None]) -> str | None:
     """The reason (a key of REASONS) an annotation of image ``img`` cannot be a training target, or None; for a
-    crowd region, only a MALFORMED reason (crowd regions are not targets). ``foreground``: ``_rle_foreground``."""
+    crowd region, only a MALFORMED reason (crowd regions are not targets). ``foreground``: ``_rle_foreground``;
+    ``polygons``: ``_polygon_reasons``."""
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1, "0", "1") or type(ann.get("category_id")) is not int \
             or ("area" in ann and not (_number(ann["area"]) and ann["area"] >= 0)) \
@@ -211,7 +244,7 @@ def annotation_problem(ann: dict[str, Any], img: dict[str, Any], known: set[int]
         return "bad_value"
     seg = ann.get("segmentation")
     if isinstance(seg, list):
-        reason = _polygon_problem(seg, img["width"], img["height"])
+        reason = polygons[id(ann)]
     elif isinstance(seg, dict):
         pixels = foreground.get(id(ann), -1)
         if "counts" not in seg or pixels < 0 or list(seg["size"]) != [img["height"], img["width"]]:
@@ -253,11 +286,11 @@ def screen_annotations(images: dict[int, dict[str, Any]], anns: list[dict[str, A
     training: values (category_id, iscrowd, bbox, area, polygon coordinates, RLE runs), then use as a target.
     Annotations of other images are left out of the result."""
     anns = [a for a in anns if a["image_id"] in images]
-    foreground = _rle_foreground(anns)
+    foreground, polygons = _rle_foreground(anns), _polygon_reasons(anns, images)
     kept, skipped, first = [], Counter(), None
     targets: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
     for ann in anns:
-        reason = annotation_problem(ann, images[ann["image_id"]], known, foreground)
+        reason = annotation_problem(ann, images[ann["image_id"]], known, foreground, polygons)
         if reason not in MALFORMED:
             if ann.get("iscrowd", 0) not in (0, 1):  # "0" is not crowd (pycocotools tests truthiness)
                 ann = {**ann, "iscrowd": int(ann["iscrowd"])}
