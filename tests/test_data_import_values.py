@@ -162,6 +162,22 @@ def test_no_images_is_an_error_not_dataset_ready(tmp_path):
     assert not (out / "manifest.json").exists()
 
 
+def test_a_val_split_without_instances_is_named(tmp_path):
+    images, path = _export(tmp_path / "user", [])
+    data = json.loads(path.read_text())
+    data["annotations"][1]["iscrowd"] = 1  # image 2: a crowd region only
+    path.write_text(json.dumps(data))
+    val = tmp_path / "val.json"
+    val.write_text(json.dumps({**data, "images": data["images"][1:], "annotations": data["annotations"][1:]}))
+    path.write_text(json.dumps({**data, "images": data["images"][:1], "annotations": data["annotations"][:1]}))
+    result = invoke("prepare", "coco-json", "--images", images, "--annotations", path, "--val", val, "--out",
+                    tmp_path / "o")
+    assert result.exit_code == 0 and "val: 1 images but no instance to score" in result.plain, result.plain
+    result = invoke("prepare", "coco-json", "--images", images, "--annotations", val, "--out", tmp_path / "o2")
+    assert result.exit_code == 1 and "train split: 1 images but no instance to learn from" in result.plain
+    assert not (tmp_path / "o2" / "manifest.json").exists()
+
+
 def test_windows_separators_in_file_names_are_read(tmp_path):
     images, path = _export(tmp_path / "user", [])
     (images / "sub").mkdir()
@@ -226,6 +242,14 @@ def test_bad_pixel_limit_is_one_line_naming_the_variable(tmp_path, value):
         result = invoke("prepare", *args, "--out", tmp_path / "o", env=env)
         assert result.exit_code == 1 and len(result.lines) == 1, result.output
         assert "EDGERCNN_MAX_IMAGE_PIXELS" in result.plain and "too large" not in result.plain
+
+
+def test_bad_pixel_limit_stops_training_before_a_loader_worker_meets_it(tmp_path, monkeypatch):
+    result, out = _prepare(tmp_path, [])
+    assert result.exit_code == 0, result.plain
+    monkeypatch.setenv("EDGERCNN_MAX_IMAGE_PIXELS", "nan")
+    with pytest.raises(EdgeRCNNError, match="EDGERCNN_MAX_IMAGE_PIXELS='nan'"):
+        CocoInstanceDataset(out, "train")
 
 
 # ---------------------------------------------------------------- EXIF orientation, links, lossy masks

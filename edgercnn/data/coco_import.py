@@ -166,6 +166,9 @@ def annotation_warnings(counts: dict[str, Any]) -> list[str]:
     """One line per split whose annotations the training loader would skip (see data.dataset.REASONS)."""
     lines = []
     for split, c in counts.items():
+        if not c["instances"]:  # train without any is an error (write_prepared)
+            lines.append(f"{split}: {c['images']} images but no instance to score (crowd regions or none); "
+                         "evaluation there will fail, move annotated images into it")
         if c["skipped_annotations"]:
             why = ", ".join(f"{n} with {REASONS[r]}" for r, n in sorted(c["skipped_annotations"].items()))
             lines.append(f"{split}: {sum(c['skipped_annotations'].values())} annotation(s) skipped, not trained on "

@@ -318,6 +318,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     def __init__(self, root: Path | str, split: str, canvas: tuple[int, int] = (1024, 800), train: bool = False,
                  hflip: float = 0.5, strict: bool = False, max_images: int | None = None, resize: str = "fit",
                  min_dim: int = 800, annotated_only: bool = False, skip_empty: bool = False) -> None:
+        max_image_pixels()  # a malformed $EDGERCNN_MAX_IMAGE_PIXELS: one line now, not in a loader worker later
         self.manifest = load_manifest(root)
         self.resize, self.min_dim = resize, int(min_dim)  # see data.transforms.RESIZE_MODES
         self.images_dir, self.annotation_file = split_paths(self.manifest, split)
