@@ -242,6 +242,10 @@ def test_bad_pixel_limit_is_one_line_naming_the_variable(tmp_path, value):
         result = invoke("prepare", *args, "--out", tmp_path / "o", env=env)
         assert result.exit_code == 1 and len(result.lines) == 1, result.output
         assert "EDGERCNN_MAX_IMAGE_PIXELS" in result.plain and "too large" not in result.plain
+    for args in (("shapes", "--train", 1, "--val", 1, "--size", 32), ("cityscapes", "--root", tmp_path),
+                 ("pennfudan", "--root", tmp_path)):  # before any work, in every prepare command
+        result = invoke("prepare", *args, "--out", tmp_path / "o", env=env)
+        assert result.exit_code == 1 and "EDGERCNN_MAX_IMAGE_PIXELS" in result.plain, result.output
 
 
 def test_bad_pixel_limit_stops_training_before_a_loader_worker_meets_it(tmp_path, monkeypatch):

@@ -140,7 +140,8 @@ def write_prepared(out: Path, *, name: str, categories: list[dict[str, Any]],
         found = screen_annotations({i["id"]: i for i in images}, anns, {c["id"] for c in cats})
         if strict and found.first:
             ann, reason = found.first
-            raise EdgeRCNNError(f"annotation {ann['id']} (image {ann['image_id']}) has {REASONS[reason]}; {fix}")
+            raise EdgeRCNNError(f"{split} split: annotation {ann['id']} (image {ann['image_id']}) has "
+                                f"{REASONS[reason]}; {fix}")
         screened[split] = found
     if not screened["train"].instance_count:
         skipped = sum(screened["train"].skipped.values())

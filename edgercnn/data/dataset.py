@@ -238,9 +238,9 @@ def annotation_problem(ann: dict[str, Any], img: dict[str, Any], known: set[int]
     ``polygons``: ``_polygon_reasons``."""
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1, "0", "1") or type(ann.get("category_id")) is not int \
-            or ("area" in ann and not (_number(ann["area"]) and ann["area"] >= 0)) \
-            or ("bbox" in ann and not (isinstance(ann["bbox"], list) and len(ann["bbox"]) == 4
-                                       and all(_number(v) for v in ann["bbox"]))):
+            or (ann.get("area") is not None and not (_number(ann["area"]) and ann["area"] >= 0)) \
+            or (ann.get("bbox") is not None and not (isinstance(ann["bbox"], list) and len(ann["bbox"]) == 4
+                                                     and all(_number(v) for v in ann["bbox"]))):
         return "bad_value"
     seg = ann.get("segmentation")
     if isinstance(seg, list):
@@ -257,7 +257,7 @@ def annotation_problem(ann: dict[str, Any], img: dict[str, Any], known: set[int]
         return reason if reason in MALFORMED else None
     if reason is None and ann["category_id"] not in known:
         reason = "unknown_category"
-    if reason is None and "bbox" in ann and (ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0):
+    if reason is None and ann.get("bbox") is not None and (ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0):
         reason = "zero_area_box"
     if reason is None and ann.get("area") == 0:
         reason = "zero_area_mask"
