@@ -123,8 +123,10 @@ def test_http_error_and_gave_up(server, tmp_path):
         download_file(f"{server.url}/missing", tmp_path / "m", progress=False)
     server.files["/f"] = b"abcdef"
     server.cut["/f"] = 0
-    with pytest.raises(EdgeRCNNError, match="download failed after 0 retries.*run the command again to resume"):
+    with pytest.raises(EdgeRCNNError, match="download failed after 0 retries.*nothing was received; check the "
+                                            "network") as err:
         download_file(f"{server.url}/f", tmp_path / "g", retries=0, backoff=0, progress=False)
+    assert "is kept" not in str(err.value) and not (tmp_path / "g.part").exists()  # no file that does not exist
 
 
 @pytest.mark.parametrize("evil", ["../escape.txt", "/abs.txt", "a/../../escape.txt", "C:\\win.txt"])

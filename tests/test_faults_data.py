@@ -182,7 +182,7 @@ def test_truncated_png_is_corrupt(tmp_path):
 @pytest.mark.parametrize("kind", ["png", "jpeg", "jpeg-exif-rotated", "jpeg-trailing-bytes", "jpeg-thumbnail"])
 def test_valid_images_decode_exactly_as_cv2_imread(tmp_path, kind):
     ex = Image.Exif()
-    ex[0x0112] = 6  # rotate 90°: must be ignored, annotations refer to the stored pixels
+    ex[0x0112] = 6  # rotate 90°: applied, as viewers and labelling tools show the image (data.dataset.decode_image)
     data = {"png": None, "jpeg": _jpeg(), "jpeg-exif-rotated": _jpeg(exif=ex),
             "jpeg-trailing-bytes": _jpeg() + b"\0" * 100, "jpeg-thumbnail": _with_app_segment(_jpeg(), _jpeg(16))}[kind]
     if data is None:
@@ -194,7 +194,7 @@ def test_valid_images_decode_exactly_as_cv2_imread(tmp_path, kind):
         root = _jpeg_dataset(tmp_path, data, name)
     ds = CocoInstanceDataset(root, "train", canvas=CANVAS)
     path = str(root / "images/train" / name)
-    expected = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION), cv2.COLOR_BGR2RGB)
+    expected = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # EXIF orientation applied
     got = ds._read_image(ds.coco.imgs[ds.ids[0]])
     assert got.shape == (64, 64, 3) and np.array_equal(got, expected)
 

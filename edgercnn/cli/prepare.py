@@ -27,8 +27,11 @@ INTERRUPTED = "interrupted; finished files are kept: re-run the same prepare com
 def _run(call: Callable[[], Any], debug: bool = False) -> Any:
     """Run a library call; an EdgeRCNNError (or a stray OSError) becomes one line on stderr and exit status 1,
     Ctrl-C exit status 130 with prepare's own advice (user_errors' --resume is for train)."""
+    from edgercnn.data.dataset import max_image_pixels
+
     with user_errors(debug):
         try:
+            max_image_pixels()  # a malformed $EDGERCNN_MAX_IMAGE_PIXELS: one line before any work, every command
             return call()
         except KeyboardInterrupt:
             Console(stderr=True).print(INTERRUPTED, highlight=False, soft_wrap=True)

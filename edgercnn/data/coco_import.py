@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import cv2
 import numpy as np
 
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.data.coco_json import read_coco_json, write_coco_json
-from edgercnn.data.dataset import CocoInstanceDataset, REASONS, check_file_name, header_size, is_truncated
-from edgercnn.data.manifest import MANIFEST, check_owner, os_errors, relative_to, write_manifest
+from edgercnn.data.dataset import (REASONS, Screened, check_file_name, decode_image, header_size, image_path, in_int64,
+                                   max_image_pixels, orientation_note, screen_annotations)
+from edgercnn.data.manifest import check_owner, os_errors, relative_to, write_manifest
 
 #: Why an image is left out of a prepared dataset (skipped and counted, or an error with ``strict``).
 IMAGE_PROBLEMS = {
@@ -49,15 +49,17 @@ class ImageProblem:
 
 def check_image(images_dir: Path, file_name: str, size: tuple[int, int] | None = None
                 ) -> tuple[int, int] | ImageProblem:
-    """(width, height) of ``images_dir/file_name`` when it lies inside the folder, exists, is within the pixel
-    limit, decodes as the training loader decodes it (OpenCV colour, EXIF orientation ignored, truncated PNG/JPEG
-    refused) and, when ``size`` = (width, height) is given, has that size; else the ImageProblem. The path and
-    pixel rules are data.dataset's (check_file_name, header_size)."""
+    """(width, height) of ``images_dir/file_name`` when it lies inside the folder (links resolved), exists, is
+    within the pixel limit, decodes as the training loader decodes it (``data.dataset.decode_image``: EXIF
+    orientation applied, truncated PNG/JPEG refused) and, when ``size`` = (width, height) is given, has that
+    size; else the ImageProblem. The path and pixel rules are data.dataset's (check_file_name, image_path,
+    header_size); a malformed pixel limit (``$EDGERCNN_MAX_IMAGE_PIXELS``) is an error, not a skip."""
+    max_image_pixels()
     try:
         check_file_name(file_name, str(images_dir))
+        path = image_path(images_dir, file_name, str(images_dir))
     except EdgeRCNNError as err:
-        return ImageProblem("outside", str(err).split("; fix")[0])
-    path = images_dir / file_name
+        return ImageProblem("outside", str(err).split("; fix")[0].split("; copy")[0])
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -68,18 +70,13 @@ def check_image(images_dir: Path, file_name: str, size: tuple[int, int] | None =
         header_size(data, path)
     except EdgeRCNNError as err:
         return ImageProblem("too_large", str(err))
-    image = None
-    if data and not is_truncated(data):
-        try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        except cv2.error:
-            image = None
+    image = decode_image(data)
     if image is None:
         return ImageProblem("undecodable", f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     found = (int(image.shape[1]), int(image.shape[0]))
     if size is not None and found != tuple(size):
-        return ImageProblem("size_mismatch", f"{path}: image is {found[0]}x{found[1]} but annotated as "
-                                             f"{size[0]}x{size[1]}")
+        return ImageProblem("size_mismatch", f"{path}: image is {found[0]}x{found[1]}{orientation_note(data)} but "
+                                             f"annotated as {size[0]}x{size[1]}")
     return found
 
 
@@ -92,14 +89,14 @@ def check_images(images_dir: Path, entries: Iterable[tuple[str, tuple[int, int] 
 
 class Skips:
     """Problems met while importing: counted by reason (first message of each kept), or, with ``strict``, the
-    first one is a one-line EdgeRCNNError."""
+    first one is a one-line EdgeRCNNError ending in ``fix``."""
 
-    def __init__(self, strict: bool) -> None:
-        self.strict, self.counts, self.first = strict, Counter(), {}
+    def __init__(self, strict: bool, fix: str = "fix or remove it, or drop --strict to skip such images") -> None:
+        self.strict, self.fix, self.counts, self.first = strict, fix, Counter(), {}
 
     def add(self, problem: ImageProblem) -> None:
         if self.strict:
-            raise EdgeRCNNError(f"{problem.line}; fix or remove it, or drop --strict to skip such images")
+            raise EdgeRCNNError(f"{problem.line}; {self.fix}")
         self.counts[problem.reason] += 1
         self.first.setdefault(problem.reason, problem.line)
 
@@ -125,51 +122,65 @@ def split_by_fraction(image_ids: Iterable[int], fraction: float, seed: int) -> s
 
 def write_prepared(out: Path, *, name: str, categories: list[dict[str, Any]],
                    splits: dict[str, tuple[Path, list[dict], list[dict]]], source: Any, info: dict[str, Any],
-                   strict: bool, split_record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write each split's COCO JSON (``ANNOTATIONS``) and ``out/manifest.json`` (images folders as they are:
-    relative when inside ``out``, else absolute), then load each split with CocoInstanceDataset to count the
-    annotations it would skip (``strict``: the first is an error and no manifest is left). ``splits``: split →
-    (images folder, image entries, annotations). Returns {split: {"images", "instances", "crowd",
-    "skipped_annotations"}}."""
+                   strict: bool, skips: Skips, split_record: dict[str, Any] | None = None,
+                   fix: str = "fix the annotation, or drop --strict to skip such annotations") -> dict[str, Any]:
+    """Screen each split's annotations as the training loader does (``data.dataset.screen_annotations``, so the
+    counts agree) and refuse, before anything is written, a split without images, a train split without an
+    instance to learn from and (``strict``) the first annotation problem (an error ending in ``fix``); then
+    write each split's COCO JSON (``ANNOTATIONS``; annotations with unreadable values left out) and
+    ``out/manifest.json`` (images folders relative when inside ``out``, else absolute). ``splits``: split →
+    (images folder, image entries, annotations); ``skips``: the images skipped so far, named in the errors.
+    Returns {split: {"images", "instances", "crowd", "skipped_annotations"}}."""
     cats = sorted(categories, key=lambda c: c["id"])
+    screened: dict[str, Screened] = {}
+    for split, (images_dir, images, anns) in splits.items():
+        if not images:
+            why = "; ".join(skips.warnings()) or "none listed or found"
+            raise EdgeRCNNError(f"{split} split: no usable images in {images_dir} ({why}); nothing was written")
+        found = screen_annotations({i["id"]: i for i in images}, anns, {c["id"] for c in cats})
+        if strict and found.first:
+            ann, reason = found.first
+            raise EdgeRCNNError(f"{split} split: annotation {ann['id']} (image {ann['image_id']}) has "
+                                f"{REASONS[reason]}; {fix}")
+        screened[split] = found
+    if not screened["train"].instance_count:
+        skipped = sum(screened["train"].skipped.values())
+        raise EdgeRCNNError(f"train split: {len(splits['train'][1])} images but no instance to learn from "
+                            f"({skipped} annotation(s) unusable, the rest crowd regions or none); nothing was "
+                            "written, fix the annotations")
     entries = {}
     with os_errors(out):
         for split in {"train", "val"} - set(splits):  # left by an earlier import with another split
             (out / ANNOTATIONS.format(split=split)).unlink(missing_ok=True)
-        for split, (images_dir, images, anns) in splits.items():
+        for split, (images_dir, images, _) in splits.items():
             rel = ANNOTATIONS.format(split=split)
-            write_coco_json(out / rel, images, anns, cats, info)
+            write_coco_json(out / rel, images, screened[split].kept, cats, info)
             entries[split] = {"images": relative_to(images_dir, out), "annotations": rel}
         write_manifest(out, name=name, classes=[str(c["name"]) for c in cats], category_ids=[c["id"] for c in cats],
                        splits=entries, source=source, extra={"split": split_record} if split_record else None)
-    counts = {}
-    for split, (_, images, anns) in splits.items():
-        try:
-            dataset = CocoInstanceDataset(out, split, strict=strict)
-        except EdgeRCNNError:
-            (out / MANIFEST).unlink(missing_ok=True)  # not a dataset to train on
-            raise
-        crowd = sum(1 for a in anns if a.get("iscrowd", 0))
-        counts[split] = {"images": len(images), "instances": dataset.instance_count, "crowd": crowd,
-                         "skipped_annotations": dict(dataset.skipped)}
-    return counts
+    return {split: {"images": len(splits[split][1]), "instances": s.instance_count,
+                    "crowd": sum(1 for a in s.kept if a.get("iscrowd")), "skipped_annotations": dict(s.skipped)}
+            for split, s in screened.items()}
 
 
 def annotation_warnings(counts: dict[str, Any]) -> list[str]:
     """One line per split whose annotations the training loader would skip (see data.dataset.REASONS)."""
     lines = []
     for split, c in counts.items():
+        if not c["instances"]:  # train without any is an error (write_prepared)
+            lines.append(f"{split}: {c['images']} images but no instance to score (crowd regions or none); "
+                         "evaluation there will fail, move annotated images into it")
         if c["skipped_annotations"]:
             why = ", ".join(f"{n} with {REASONS[r]}" for r, n in sorted(c["skipped_annotations"].items()))
-            lines.append(f"{split}: {sum(c['skipped_annotations'].values())} annotation(s) will be skipped in "
-                         f"training ({why}); fix them, or pass --strict to make this an error")
+            lines.append(f"{split}: {sum(c['skipped_annotations'].values())} annotation(s) skipped, not trained on "
+                         f"({why}); fix them, or pass --strict to make this an error")
     return lines
 
 
 def _categories(path: Path, data: dict[str, Any], fix: str) -> list[dict[str, Any]]:
     cats = []
     for c in data["categories"]:
-        if not (isinstance(c, dict) and type(c.get("id")) is int and isinstance(c.get("name"), str)):
+        if not (isinstance(c, dict) and in_int64(c.get("id")) and isinstance(c.get("name"), str)):
             raise EdgeRCNNError(f"{path}: a category lacks an integer 'id' or a string 'name' ({c!r:.80}); {fix}")
         cats.append({k: c[k] for k in ("id", "name", "supercategory") if k in c})
     if not cats:
@@ -184,8 +195,8 @@ def _checked_split(path: Path, data: dict[str, Any], images_dir: Path, keep: set
     """The image entries (of ``keep``, or all) that pass ``check_image`` and their annotations, as in the file."""
     images, seen = [], set()
     for img in data["images"]:
-        if not (isinstance(img, dict) and type(img.get("id")) is int and isinstance(img.get("file_name"), str)):
-            raise EdgeRCNNError(f"{path}: an image entry lacks an integer 'id' or a string 'file_name' "
+        if not (isinstance(img, dict) and in_int64(img.get("id")) and isinstance(img.get("file_name"), str)):
+            raise EdgeRCNNError(f"{path}: an image entry lacks an integer 'id' (64-bit) or a string 'file_name' "
                                 f"({img!r:.80}); {fix}")
         if img["id"] in seen:
             raise EdgeRCNNError(f"{path}: image id {img['id']} is listed twice; {fix}")
@@ -202,12 +213,14 @@ def _checked_split(path: Path, data: dict[str, Any], images_dir: Path, keep: set
     for img, result in zip(images, results):
         if isinstance(result, ImageProblem):
             skips.add(result)
-        else:  # width/height filled in from the file where the export left them out
-            kept.append({**img, "width": result[0], "height": result[1]})
+        else:  # width/height filled in from the file where the export left them out; / for Windows' \\
+            kept.append({**img, "file_name": img["file_name"].replace("\\", "/"), "width": result[0],
+                         "height": result[1]})
     ann_ids, anns, ids = set(), [], {i["id"] for i in kept}
     for ann in data["annotations"]:
-        if not (isinstance(ann, dict) and type(ann.get("id")) is int and type(ann.get("image_id")) is int):
-            raise EdgeRCNNError(f"{path}: an annotation lacks an integer 'id' or 'image_id' ({ann!r:.80}); {fix}")
+        if not (isinstance(ann, dict) and in_int64(ann.get("id")) and in_int64(ann.get("image_id"))):
+            raise EdgeRCNNError(f"{path}: an annotation lacks an integer 'id' or 'image_id' (64-bit) ({ann!r:.80}); "
+                                f"{fix}")
         if ann["id"] in ann_ids:
             raise EdgeRCNNError(f"{path}: annotation id {ann['id']} is listed twice; {fix}")
         ann_ids.add(ann["id"])
@@ -244,6 +257,7 @@ def import_coco_json(images: Path | str, annotations: Path | str, out: Path | st
     for path in inputs:
         if path.resolve() in targets:
             raise EdgeRCNNError(f"{path}: prepare would overwrite this input; choose another --out")
+    max_image_pixels()  # a malformed $EDGERCNN_MAX_IMAGE_PIXELS is an error, before any work
     check_owner(out, "coco-json")
     with os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -276,7 +290,7 @@ def import_coco_json(images: Path | str, annotations: Path | str, out: Path | st
               **({"val": str(Path(val).resolve())} if val is not None else {}),
               **({"val_images": str(Path(val_images).resolve())} if val_images is not None else {})}
     counts = write_prepared(out, name="coco-json", categories=categories, splits=splits, source=source, info=info,
-                            strict=strict, split_record=split_record)
+                            strict=strict, skips=skips, split_record=split_record)
     warnings = skips.warnings() + annotation_warnings(counts)
     if "val" not in counts:
         warnings.append("no val split: train cannot evaluate; pass --val FILE.json or --val-fraction F")

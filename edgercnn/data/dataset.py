@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import random
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from edgercnn.data.coco_json import read_coco_json, rle_sums
@@ -33,6 +36,9 @@ REASONS = {
     "zero_area_box": "a zero-area box",
     "zero_area_mask": "a zero-area mask",
     "bad_segmentation": "a missing or malformed segmentation",
+    "bad_polygon": "a polygon coordinate that is not a finite number near the image (NaN, Infinity, 1e300, a "
+                   "string, an odd count)",
+    "bad_value": "a category_id, iscrowd, bbox or area that is not a number of the right kind",
 }
 
 
@@ -107,7 +113,13 @@ def _load_coco(path: Path) -> COCO:
             if not isinstance(entry, dict) or any(k not in entry for k in need):
                 raise EdgeRCNNError(f"{path}: an entry of {key!r} lacks one of {need}; {fix}")
     for entry in data["images"]:
+        if not (in_int64(entry["id"]) and type(entry["width"]) is int and type(entry["height"]) is int
+                and entry["width"] > 0 and entry["height"] > 0):
+            raise EdgeRCNNError(f"{path}: image {str(entry['id'])[:40]} needs an int64 'id' and positive integer "
+                                f"'width'/'height'; {fix}")
         check_file_name(entry["file_name"], f"{path}: image {entry['id']}")
+    if not all(in_int64(a["image_id"]) for a in data["annotations"]):
+        raise EdgeRCNNError(f"{path}: an annotation's 'image_id' is not an int64 integer; {fix}")
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -115,49 +127,180 @@ def _load_coco(path: Path) -> COCO:
     return coco
 
 
-def _bad_rles(anns: list[dict[str, Any]]) -> set[int]:
-    """``id()`` of the annotations whose RLE ``counts`` do not add up to its ``size`` (pycocotools would raise,
-    or leave pixels undefined): malformed strings, negative runs, wrong totals."""
-    bad, texts, pixels, text_anns = set(), [], [], []
+def _rle_foreground(anns: list[dict[str, Any]]) -> dict[int, int]:
+    """``id()`` of each annotation with an RLE segmentation → its foreground pixel count, or -1 where its
+    ``counts`` do not add up to its ``size`` (pycocotools would raise, or leave pixels undefined): malformed
+    strings, negative runs, wrong totals, sizes that are not two integers."""
+    found, texts, pixels, text_anns = {}, [], [], []
     for ann in anns:
         seg = ann.get("segmentation")
         if not isinstance(seg, dict):
             continue
         size, counts = seg.get("size"), seg.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(type(n) is int for n in size)):
-            bad.add(id(ann))
+        if not (isinstance(size, list) and len(size) == 2 and all(type(n) is int and 0 <= n < 2**31 for n in size)):
+            found[id(ann)] = -1
         elif isinstance(counts, str):
             texts.append(counts)
             pixels.append(size[0] * size[1])
             text_anns.append(ann)
-        elif not (isinstance(counts, list) and all(type(n) is int and n >= 0 for n in counts)
-                  and sum(counts) == size[0] * size[1]):
-            bad.add(id(ann))
+        elif isinstance(counts, list) and all(type(n) is int and n >= 0 for n in counts) \
+                and sum(counts) == size[0] * size[1]:
+            found[id(ann)] = sum(counts[1::2])  # runs alternate background, foreground, ...
+        else:
+            found[id(ann)] = -1
     if texts:
-        bad.update(id(text_anns[i]) for i in np.flatnonzero(rle_sums(texts) != np.array(pixels)))
-    return bad
+        good = rle_sums(texts) == np.array(pixels)
+        rles = [{"size": a["segmentation"]["size"], "counts": t.encode()}
+                for a, t, ok in zip(text_anns, texts, good) if ok]
+        # in chunks of 255: pycocotools' area() overflows a uint8 counter on longer lists (numpy 2)
+        areas = iter([int(a) for k in range(0, len(rles), 255) for a in mask_utils.area(rles[k:k + 255])])
+        for ann, ok in zip(text_anns, good):
+            found[id(ann)] = int(next(areas)) if ok else -1
+    return found
 
 
-def _problem(ann: dict[str, Any], img: dict[str, Any], known: set[int], bad_rles: set[int]) -> str | None:
-    """The reason an annotation cannot be a training target, or None."""
-    if ann.get("category_id") not in known:
-        return "unknown_category"
+def _number(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string)."""
+    try:
+        return type(value) in (int, float) and math.isfinite(value)
+    except OverflowError:  # an int past float's range
+        return False
+
+
+def in_int64(value: Any) -> bool:
+    """An int that fits int64 (image ids become int64 tensors, and the evaluators store them so)."""
+    return type(value) is int and -2**63 <= value < 2**63
+
+
+_REAL = {int, float}
+
+
+def _polygon_reasons(anns: list[dict[str, Any]], images: dict[int, dict[str, Any]]) -> dict[int, str | None]:
+    """``id()`` of each annotation with a polygon segmentation → why it cannot be rasterised, or None.
+    Coordinates must be finite numbers within the image widened by its own size on each side: pycocotools
+    allocates memory in proportion to a polygon's extent, so one NaN, Infinity or 1e300 would exhaust it. A
+    polygon without area, or wholly outside the image, is a zero-area mask. Vectorised over all polygons at once:
+    cheap enough for every annotation at load time."""
+    reasons: dict[int, str | None] = {}
+    flat: list[Any] = []
+    counts, owners, sizes, owned = [], [], [], []
+    for ann in anns:
+        seg = ann.get("segmentation")
+        if not isinstance(seg, list):
+            continue
+        if not seg or not all(isinstance(p, list) for p in seg):
+            reasons[id(ann)] = "bad_segmentation"
+        elif any(len(p) % 2 or not set(map(type, p)) <= _REAL for p in seg):  # no str, bool or None
+            reasons[id(ann)] = "bad_polygon"
+        elif any(len(p) < 6 for p in seg):
+            reasons[id(ann)] = "polygon_lt_3_points"
+        else:
+            img = images[ann["image_id"]]
+            for poly in seg:
+                flat += poly
+                counts.append(len(poly) // 2)
+                owners.append(len(owned))
+            sizes.append((img["width"], img["height"]))
+            owned.append(ann)
+    if not owned:
+        return reasons
+    try:
+        xy = np.asarray(flat, np.float64).reshape(-1, 2)
+    except OverflowError:  # an integer beyond float's range
+        xy = np.array([float(v) if abs(v) < 1e308 else np.inf for v in flat], np.float64).reshape(-1, 2)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    size = np.asarray(sizes, np.float64)[owners]  # per polygon: (width, height)
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts)
+        lo, hi = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
+        sane = finite & (lo >= -size).all(axis=1) & (hi <= 2 * size).all(axis=1)
+        prev = np.arange(len(xy)) - 1
+        prev[starts] = np.r_[starts[1:], len(xy)] - 1  # the first vertex follows the last
+        area = np.abs(np.add.reduceat(xy[:, 0] * xy[prev, 1] - xy[:, 1] * xy[prev, 0], starts)) / 2  # shoelace
+        touches = (hi > 0).all(axis=1) & (lo < size).all(axis=1)
+    firsts = np.r_[0, np.flatnonzero(np.diff(owners)) + 1]  # first polygon of each annotation
+    sane = np.logical_and.reduceat(sane, firsts)
+    area = np.add.reduceat(np.where(touches, area, 0), firsts)
+    for ann, ok, a in zip(owned, sane.tolist(), area.tolist()):
+        reasons[id(ann)] = None if ok and a > 0 else "bad_polygon" if not ok else "zero_area_mask"
+    return reasons
+
+
+#: Reasons whose annotations are dropped from the ground truth as well (evaluation cannot read their values);
+#: the others stay in it, as COCO's evaluation sees them, and are only left out of the training targets.
+MALFORMED = ("bad_value", "bad_polygon", "bad_segmentation")
+
+
+def annotation_problem(ann: dict[str, Any], img: dict[str, Any], known: set[int], foreground: dict[int, int],
+                       polygons: dict[int, str | None]) -> str | None:
+    """The reason (a key of REASONS) an annotation of image ``img`` cannot be a training target, or None; for a
+    crowd region, only a MALFORMED reason (crowd regions are not targets). ``foreground``: ``_rle_foreground``;
+    ``polygons``: ``_polygon_reasons``."""
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1, "0", "1") or type(ann.get("category_id")) is not int \
+            or (ann.get("area") is not None and not (_number(ann["area"]) and ann["area"] >= 0)) \
+            or (ann.get("bbox") is not None and not (isinstance(ann["bbox"], list) and len(ann["bbox"]) == 4
+                                                     and all(_number(v) for v in ann["bbox"]))):
+        return "bad_value"
     seg = ann.get("segmentation")
     if isinstance(seg, list):
-        if not seg or any(not isinstance(p, list) or len(p) < 6 for p in seg):
-            return "polygon_lt_3_points" if seg else "bad_segmentation"
+        reason = polygons[id(ann)]
     elif isinstance(seg, dict):
-        if "counts" not in seg or list(seg.get("size", [])) != [img["height"], img["width"]] \
-                or id(ann) in bad_rles:
-            return "bad_segmentation"
+        pixels = foreground.get(id(ann), -1)
+        if "counts" not in seg or pixels < 0 or list(seg["size"]) != [img["height"], img["width"]]:
+            reason = "bad_segmentation"
+        else:
+            reason = None if pixels else "zero_area_mask"
     else:
-        return "bad_segmentation"
-    bbox = ann.get("bbox")
-    if bbox is not None and (len(bbox) != 4 or bbox[2] <= 0 or bbox[3] <= 0):
-        return "zero_area_box"
-    if ann.get("area") is not None and ann["area"] <= 0:
-        return "zero_area_mask"
-    return None
+        reason = "bad_segmentation"
+    if int(crowd):
+        return reason if reason in MALFORMED else None
+    if reason is None and ann["category_id"] not in known:
+        reason = "unknown_category"
+    if reason is None and ann.get("bbox") is not None and (ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0):
+        reason = "zero_area_box"
+    if reason is None and ann.get("area") == 0:
+        reason = "zero_area_mask"
+    return reason
+
+
+@dataclass
+class Screened:
+    """Annotations screened by ``screen_annotations``: ``kept`` (all but the MALFORMED, ``iscrowd`` as 0/1),
+    ``targets`` (image id → its trainable non-crowd annotations), ``skipped`` (reason → count) and the first
+    problem as (annotation, reason), for ``strict`` errors."""
+
+    kept: list[dict[str, Any]]
+    targets: dict[int, list[dict[str, Any]]]
+    skipped: Counter
+    first: tuple[dict[str, Any], str] | None
+
+    @property
+    def instance_count(self) -> int:
+        return sum(len(t) for t in self.targets.values())
+
+
+def screen_annotations(images: dict[int, dict[str, Any]], anns: list[dict[str, Any]], known: set[int]
+                       ) -> Screened:
+    """Check the annotations of ``images`` (id → COCO image entry) once, the same way for ``prepare`` and for
+    training: values (category_id, iscrowd, bbox, area, polygon coordinates, RLE runs), then use as a target.
+    Annotations of other images are left out of the result."""
+    anns = [a for a in anns if a["image_id"] in images]
+    foreground, polygons = _rle_foreground(anns), _polygon_reasons(anns, images)
+    kept, skipped, first = [], Counter(), None
+    targets: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
+    for ann in anns:
+        reason = annotation_problem(ann, images[ann["image_id"]], known, foreground, polygons)
+        if reason not in MALFORMED:
+            if ann.get("iscrowd", 0) not in (0, 1):  # "0" is not crowd (pycocotools tests truthiness)
+                ann = {**ann, "iscrowd": int(ann["iscrowd"])}
+            kept.append(ann)
+        if reason is not None:
+            skipped[reason] += 1
+            first = first or (ann, reason)
+        elif not ann.get("iscrowd", 0):
+            targets[ann["image_id"]].append(ann)
+    return Screened(kept, targets, skipped, first)
 
 
 class CocoInstanceDataset(torch.utils.data.Dataset):
@@ -175,6 +318,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     def __init__(self, root: Path | str, split: str, canvas: tuple[int, int] = (1024, 800), train: bool = False,
                  hflip: float = 0.5, strict: bool = False, max_images: int | None = None, resize: str = "fit",
                  min_dim: int = 800, annotated_only: bool = False, skip_empty: bool = False) -> None:
+        max_image_pixels()  # a malformed $EDGERCNN_MAX_IMAGE_PIXELS: one line now, not in a loader worker later
         self.manifest = load_manifest(root)
         self.resize, self.min_dim = resize, int(min_dim)  # see data.transforms.RESIZE_MODES
         self.images_dir, self.annotation_file = split_paths(self.manifest, split)
@@ -192,27 +336,22 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             self.ids = [i for i in self.ids if self.coco.imgToAnns.get(i)]
         if max_images is not None:
             self.ids = self.ids[: max(0, int(max_images))]
-        self.skipped: Counter[str] = Counter()
-        self._targets: dict[int, list[dict[str, Any]]] = {}
-        known = set(cat_ids)
-        targets = {i: [a for a in self.coco.imgToAnns.get(i, []) if not a.get("iscrowd", 0)]  # crowd: eval only
-                   for i in self.ids}
-        bad_rles = _bad_rles([a for anns in targets.values() for a in anns])
-        for img_id in self.ids:
-            img = self.coco.imgs[img_id]
-            kept = []
-            for ann in targets[img_id]:
-                reason = _problem(ann, img, known, bad_rles)
-                if reason is None:
-                    kept.append(ann)
-                elif strict:
-                    raise EdgeRCNNError(
-                        f"{self.annotation_file}: annotation {ann['id']} (image {img_id}) has {REASONS[reason]}; "
-                        "fix the annotation, or drop --strict to skip such annotations")
-                else:
-                    self.skipped[reason] += 1
-            self._targets[img_id] = kept
-        self.instance_count = sum(len(kept) for kept in self._targets.values())  # training targets, all images
+        own = [a for i in self.ids for a in self.coco.imgToAnns.get(i, [])]
+        screened = screen_annotations({i: self.coco.imgs[i] for i in self.ids}, own, set(cat_ids))
+        if strict and screened.first:
+            ann, reason = screened.first
+            raise EdgeRCNNError(f"{self.annotation_file}: annotation {ann['id']} (image {ann['image_id']}) has "
+                                f"{REASONS[reason]}; fix the annotation, or drop --strict to skip such annotations")
+        if len(screened.kept) != len(own) or any(a is not b for a, b in zip(screened.kept, own)):
+            # values evaluation cannot read leave the ground truth too; iscrowd "0"/"1" become 0/1
+            ids = set(self.ids)
+            others = [a for a in self.coco.dataset["annotations"] if a["image_id"] not in ids]
+            self.coco.dataset = {**self.coco.dataset, "annotations": others + screened.kept}
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.coco.createIndex()
+        self.skipped: Counter[str] = screened.skipped
+        self._targets: dict[int, list[dict[str, Any]]] = screened.targets
+        self.instance_count = screened.instance_count  # training targets, all images
         if skip_empty:  # config skip_empty_images: matterport skips images without a non-crowd instance
             self.ids = [i for i in self.ids if self._targets[i]]
         self._transforms: dict[tuple[bool, int, int], Any] = {}  # (flip, w, h) → Compose; fit: one per flip
@@ -232,7 +371,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         return self._transforms[key]
 
     def _read_image(self, info: dict[str, Any]) -> np.ndarray:
-        path = self.images_dir / info["file_name"]
+        path = image_path(self.images_dir, info["file_name"], str(self.annotation_file))
         fix = "restore it or re-run edgercnn prepare for this dataset"
         try:
             data = path.read_bytes()
@@ -241,18 +380,12 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         except OSError as exc:
             raise EdgeRCNNError(f"{path}: cannot read the image ({exc.strerror}); {fix}") from None
         header_size(data, path)  # over the pixel limit: refused before decoding
-        image = None
-        if data and not is_truncated(data):  # cv2 decodes a cut-off file, grey where the data ended
-            # IGNORE_ORIENTATION: annotations refer to the stored pixels, not the EXIF-rotated view
-            try:
-                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            except cv2.error:
-                image = None
+        image = decode_image(data)
         if image is None:
             raise EdgeRCNNError(f"{path}: cannot decode the image (corrupt or truncated); {fix}")
         if image.shape[:2] != (info["height"], info["width"]):
-            raise EdgeRCNNError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotation_file} "
-                                f"says {info['width']}x{info['height']}; {fix}")
+            raise EdgeRCNNError(f"{path}: image is {image.shape[1]}x{image.shape[0]}{orientation_note(data)} but "
+                                f"{self.annotation_file} says {info['width']}x{info['height']}; {fix}")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def image(self, img_id: int) -> np.ndarray:
@@ -296,6 +429,47 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         }
         tensor = torch.from_numpy(np.ascontiguousarray(canvas_img.transpose(2, 0, 1))).float().div_(255)
         return tensor, target
+
+
+def image_path(images_dir: Path, file_name: str, where: str) -> Path:
+    """``images_dir/file_name`` (Windows separators read as /), refused in one line when it resolves outside
+    ``images_dir`` (a symlink pointing elsewhere; ``check_file_name`` checks the name itself)."""
+    path = images_dir / file_name.replace("\\", "/")
+    if not path.resolve().is_relative_to(images_dir.resolve()):
+        raise EdgeRCNNError(f"{where}: {path} is a link to {path.resolve()}, outside the images folder "
+                            f"{images_dir}; copy the file into the folder instead")
+    return path
+
+
+#: EXIF orientation: images are decoded as viewers and labelling tools (CVAT, Label Studio, Roboflow) show them,
+#: rotated by their EXIF orientation tag, as OpenCV's imread, detectron2 and mmdetection read them; COCO's own
+#: images carry no rotation, so they are unaffected.
+ORIENTATION_TAG = 0x0112
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """BGR uint8 [H, W, 3] of image file bytes, EXIF orientation applied (see ORIENTATION_TAG); None when the
+    bytes are empty, truncated (``is_truncated``) or not an image OpenCV decodes."""
+    if not data or is_truncated(data):  # cv2 decodes a cut-off file, grey where the data ended
+        return None
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+
+
+def orientation_note(data: bytes) -> str:
+    """" after its EXIF orientation N" for an image with a rotating orientation tag (2..8), else "": for the
+    message when its size differs from the annotated one (annotations of the stored, unrotated pixels)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            tag = im.getexif().get(ORIENTATION_TAG)
+    except Exception:  # noqa: BLE001 - only a hint for a message
+        return ""
+    if tag not in (2, 3, 4, 5, 6, 7, 8):
+        return ""
+    return (f" after its EXIF orientation {tag} (edgercnn shows images as viewers do; annotations of the "
+            "unrotated pixels need the tag removed, e.g. exiftool -Orientation= FILE)")
 
 
 def is_truncated(data: bytes) -> bool:

@@ -132,8 +132,11 @@ def download_file(url: str, dest: Path | str, *, md5: str | None = None, open_ur
             now = part.stat().st_size if part.exists() else 0
             failures = 0 if now > got_before else failures + 1
             if failures > retries:
-                raise EdgeRCNNError(f"{url}: download failed after {retries} retries ({last_error}); the partial "
-                                    f"file {part} is kept, run the command again to resume")
+                if not now:
+                    part.unlink(missing_ok=True)  # an empty file is nothing to resume
+                kept = (f"the partial file {part} ({now} bytes) is kept, run the command again to resume" if now
+                        else "nothing was received; check the network (or the address), then run the command again")
+                raise EdgeRCNNError(f"{url}: download failed after {retries} retries ({last_error}); {kept}")
             time.sleep(backoff * failures)
     if md5 is not None:
         actual = md5sum(part)

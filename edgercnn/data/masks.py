@@ -19,6 +19,7 @@ from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.data.coco_import import (ImageProblem, Skips, annotation_warnings, check_image, split_by_fraction,
                                        write_prepared)
 from edgercnn.data.coco_json import mask_annotation
+from edgercnn.data.dataset import max_image_pixels
 from edgercnn.data.manifest import check_owner, os_errors
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -26,12 +27,24 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
 
 
+def check_suffix(suffix: str, images: Path, masks: Path) -> None:
+    """One line unless ``suffix`` is a plain name ending (no separator, no .png: that is added) that tells masks
+    kept beside their images from the images (non-empty when both are in one folder)."""
+    if "/" in suffix or "\\" in suffix or suffix.lower().endswith(".png") or "\0" in suffix:
+        raise EdgeRCNNError(f"--suffix {suffix!r}: the ending of a mask's name before .png, without separators "
+                            "or .png (the mask of sub/NAME.jpg is sub/NAME<suffix>.png under --masks), e.g. _mask")
+    if not suffix and images.resolve() == masks.resolve():
+        raise EdgeRCNNError("--suffix '': the masks are in the images folder, so they need a suffix that tells "
+                            "them apart (e.g. _mask), or move them to a folder of their own")
+
+
 def find_images(images: Path, suffix: str) -> list[str]:
     """Sorted relative paths (posix) of the image files under ``images``, leaving out files named like masks
     (``*<suffix>.png``, for masks kept beside their images)."""
     found = []
     for path in images.rglob("*"):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.stem.endswith(suffix):
+        is_mask = bool(suffix) and path.suffix.lower() == ".png" and path.stem.endswith(suffix)
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not is_mask:
             found.append(path.relative_to(images).as_posix())
     return sorted(found)
 
@@ -48,6 +61,9 @@ def read_instance_ids(path: Path) -> np.ndarray | ImageProblem:
         return ImageProblem("no_mask", f"{path}: mask file not found")
     try:
         with Image.open(path) as im:
+            if im.format != "PNG":  # a lossy JPEG saved as .png smears instance ids at every edge
+                return ImageProblem("bad_mask", f"{path}: mask is a {im.format} file, not a PNG; masks must be "
+                                                "lossless, save them as PNG")
             if im.mode not in MASK_MODES:
                 return ImageProblem("bad_mask", f"{path}: mask has mode {im.mode}, not a single-channel "
                                                 "instance-id image (0 background, 1..n instances)")
@@ -64,20 +80,23 @@ def instance_annotations(ids: np.ndarray, category_id: int) -> list[dict[str, An
 def import_masks(images: Path | str, masks: Path | str, out: Path | str, *, suffix: str = "_mask",
                  class_name: str = "object", val_fraction: float | None = None, seed: int = 0,
                  val_rule: Callable[[int, str], bool] | None = None, strict: bool = False, name: str = "masks",
-                 source: Any = None, expected: int | None = None, split_record: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
+                 source: Any = None, expected: int | None = None, split_record: dict[str, Any] | None = None,
+                 fix: str | None = None) -> dict[str, Any]:
     """Prepare an instance-id-mask dataset in ``out`` (see the module docstring). The val split is
     ``val_fraction`` of the images (seeded, recorded in the manifest), or those for which ``val_rule(index,
     relative path)`` holds (index in the sorted order; a fixed split such as Penn-Fudan's, described in the
     manifest by ``split_record``), or none. Images without
     a readable mask of their size are skipped and counted (``strict``: an error). Returns ``{"out", "splits",
-    "skipped_images", "warnings"}``."""
+    "skipped_images", "warnings"}``. ``fix``: the advice ending a ``strict`` error (default: fix it or drop
+    --strict)."""
     images, masks, out = Path(images), Path(masks), Path(out)
     for option, folder in (("--images", images), ("--masks", masks)):
         if not folder.is_dir():
             raise EdgeRCNNError(f"{folder}: not a folder; pass an existing folder as {option}")
     if val_fraction is not None and val_rule is not None:
         raise ValueError("val_fraction and val_rule exclude each other")
+    check_suffix(suffix, images, masks)
+    max_image_pixels()  # a malformed $EDGERCNN_MAX_IMAGE_PIXELS is an error, before any work
     check_owner(out, name)
     with os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +106,7 @@ def import_masks(images: Path | str, masks: Path | str, out: Path | str, *, suff
                             "--images")
     if expected is not None and len(names) != expected:
         raise EdgeRCNNError(f"{images}: {len(names)} images, expected {expected}; restore the dataset")
-    skips = Skips(strict)
+    skips = Skips(strict, *([fix] if fix else []))
 
     def convert(rel: str) -> tuple[tuple[int, int], list[dict[str, Any]]] | ImageProblem:
         ids = read_instance_ids(mask_path(masks, rel, suffix))
@@ -121,8 +140,8 @@ def import_masks(images: Path | str, masks: Path | str, out: Path | str, *, suff
     src = source if source is not None else {"images": str(images.resolve()), "masks": str(masks.resolve()),
                                              "suffix": suffix}
     counts = write_prepared(out, name=name, categories=[{"id": 1, "name": class_name}], splits=splits, source=src,
-                            info={"description": f"edgercnn prepare {name}"}, strict=strict,
-                            split_record=split_record)
+                            info={"description": f"edgercnn prepare {name}"}, strict=strict, skips=skips,
+                            split_record=split_record, **({"fix": fix} if fix else {}))
     warnings = skips.warnings() + annotation_warnings(counts)
     if "val" not in counts:
         warnings.append("no val split: train cannot evaluate; pass --val-fraction F")

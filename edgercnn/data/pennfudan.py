@@ -67,6 +67,7 @@ def prepare_pennfudan(root: Path | str | None = None, *, out: Path | str = "data
     check_contents(root)
     return import_masks(root / IMAGES, root / MASKS, out, suffix=SUFFIX, class_name="pedestrian", val_rule=is_val,
                         strict=True, name="pennfudan", expected=COUNT,
+                        fix="the Penn-Fudan files are damaged: extract PennFudanPed.zip again (or use --download)",
                         source={"root": str(root.resolve()), "url": URL},
                         split_record={"method": "fixed", "rule": f"images sorted by name, index % {VAL_EVERY} == 0 "
                                                                  "is val"})

@@ -60,6 +60,10 @@ def coco_metrics(gt_dataset: dict[str, Any], results: list[dict[str, Any]], imag
         raise EdgeRCNNError("some detections have no segmentation, so only bbox AP can be scored; "
                             "pass kinds=('bbox',) or add masks to the results")
     gt_images = {img["id"] for img in gt_dataset["images"]}
+    wide = [i for i in (gt_images | {r["image_id"] for r in results}) if not (type(i) is int and -2**63 <= i < 2**63)]
+    if wide:  # faster-coco-eval keeps ids as 64-bit integers and fails with a traceback past them
+        raise EdgeRCNNError(f"image id {str(wide[0])[:40]} is not a 64-bit integer, which COCO evaluation needs; "
+                            "renumber the images (and their detections) with smaller integer ids")
     stray = sorted({r["image_id"] for r in results} - gt_images)
     if stray:
         raise EdgeRCNNError(f"detections for image ids {stray[:5]} that are not in the ground truth; "
