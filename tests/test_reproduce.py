@@ -136,3 +136,17 @@ def test_quick_is_one_paired_seed_with_no_verdict(tiny_shapes, tmp_path):
     assert "not a verdict" in result.output and "1 seed: shows the direction only" in result.output
     line = next(line for line in result.output.splitlines() if "segm AP:" in line)
     assert np.isfinite(float(line.rsplit("); ", 1)[1].split()[0].split(";")[0]))  # the difference, signed
+
+
+@pytest.mark.slow
+def test_compare_boundary_losses_ranks_every_config(user_data, tmp_path):
+    result = runner.invoke(app, ["reproduce", "--data", str(user_data), "--compare", "boundary-losses", "--steps", "2",
+                                 "--seeds", "2", "--jobs", "2", "--out-dir", str(tmp_path / "runs"),
+                                 "--results-dir", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    ours = tmp_path / "res" / "boundary-losses-mydata"
+    for config in ("baseline", "sobel-p2", "dice", "lovasz", "boundary", "hausdorff", "bmask"):
+        assert (ours / config / "seed-1.csv").is_file()
+    ranking = pd.read_csv(ours / "ranking.csv")
+    assert set(ranking["config"]) == {"baseline", "sobel-p2", "dice", "lovasz", "boundary", "hausdorff", "bmask"}
+    assert "vs sobel-p2" in (ours / "ranking.md").read_text() and "Ranking per metric" in result.output

@@ -204,6 +204,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
                           highlight=False)
         else:
             todo.append(cfg)
+    todo.sort(key=lambda c: c.seed)  # seed by seed: a comparison stopped part-way holds every config's first seeds
     jobs = max(1, min(jobs, len(todo) or 1))
     if todo:
         console.print(f"training {len(todo)} runs of {configs[0].total_steps()} steps ({protocol.recipe} recipe), "
