@@ -203,3 +203,18 @@ def test_killing_reproduce_ends_its_workers(tiny_shapes, tmp_path, sig):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         main.wait()
+
+
+# ---------------------------------------------------------------- report: names are text, not markup
+
+def test_split_mixed_table_keeps_the_bracketed_group_names(tmp_path):
+    exp = tmp_path / "results" / "demo"
+    for seed, experiment in ((0, "demo"), (1, "demo"), (2, "other")):
+        folder = exp / "baseline"
+        folder.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([{"experiment": experiment, "config": "baseline", "seed": seed, "filters": "", "p": 2.0,
+                       "steps": 50, "data": "data/shapes", "data_fingerprint": "abc", "segm_AP": 20.0 + seed,
+                       "bbox_AP": 30.0}]).to_csv(folder / f"seed-{seed}.csv", index=False)
+    result = invoke("report", exp, "--split-mixed")
+    assert result.exit_code == 0, result.output
+    assert "baseline [experiment=demo]" in result.output and "baseline [experiment=other]" in result.output
