@@ -18,7 +18,7 @@ import yaml
 
 from edgercnn.core.errors import ConfigError
 from edgercnn.core.io import atomic_write_text
-from edgercnn.model.losses import CE_EXP, check_edge_args
+from edgercnn.model.losses import CE_EXP, check_edge_args, check_weight
 from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, check_terms
 from edgercnn.model.matterport import BOX_LOSSES, CLASS_LOSSES, ROI_ALIGNS, ROI_LEVELS, UNLOADED_INIT
 from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_56, MASK_SIZES, MASK_TARGETS,
@@ -190,9 +190,11 @@ class Config:
             check_path_component(self.name, "name")
         if self.seed < 0:
             raise ConfigError(f"seed: must be >= 0, got {self.seed}; pass a seed >= 0 (--seed)")
-        if self.alpha < 0:
-            raise ConfigError(f"alpha: must be >= 0, got {self.alpha}")
-        if self.filters:  # the edge-loss vocabulary and its rules live with the loss
+        try:  # the edge-loss vocabulary and its rules live with the loss
+            check_weight(self.alpha)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.filters:
             try:
                 check_edge_args(self.filters, self.p, self.smooth, self.magnitude, self.formulation)
             except ValueError as err:
@@ -228,11 +230,9 @@ class Config:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}; choose {', '.join(allowed)}")
         if self.recipe is not None:
-            from edgercnn.config.recipes import recipe_names  # the recipe vocabulary is the packaged files
+            from edgercnn.config.recipes import check_recipe  # the recipe vocabulary is the packaged files
 
-            if self.recipe not in recipe_names():
-                raise ConfigError(f"recipe: got {self.recipe!r}; choose {', '.join(recipe_names())} "
-                                  "(edgercnn recipes lists them)")
+            check_recipe(self.recipe)
         for key in ("head_classes", "max_gt_instances"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1 (or unset), got {getattr(self, key)}")

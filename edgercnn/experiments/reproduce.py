@@ -10,6 +10,7 @@ committed reference (``results/<dataset>``). The config keys of each dataset's C
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from edgercnn.config import Config, config_from_dict
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.data.manifest import MANIFEST, manifest_name
 from edgercnn.data.shapes import make_shapes
 from edgercnn.evaluation.evaluate import HEADLINE_METRICS, higher_is_better, metric_label
@@ -145,6 +147,31 @@ def resolve_dataset(dataset: str | None, data: Path | None) -> tuple[str | None,
     return (found if found in PROTOCOLS else None), Path(data)
 
 
+def check_options(seeds: int | None, minutes: float | None) -> None:
+    """One line for options no run can use, before anything is measured or trained."""
+    if seeds is not None and seeds < 1:
+        raise EdgeRCNNError(f"--seeds {seeds}: must be >= 1 (seeds 0..N-1 per config); e.g. --seeds 3")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise EdgeRCNNError(f"--minutes {minutes}: must be a finite number of minutes > 0, e.g. --minutes 30")
+
+
+def check_splits(cfg: Config) -> None:
+    """Before any training (the step-time measurement included): the train split has an instance to learn from and
+    the val split one to score, read as ``cfg`` reads them; else one line (training on none would end in all-n/a
+    metrics)."""
+    for split, role in (("train", "learn from"), ("val", "score")):
+        data = CocoInstanceDataset(cfg.data, split, canvas=tuple(cfg.canvas), strict=cfg.strict, resize=cfg.resize,
+                                   min_dim=cfg.resize_min_dim,
+                                   annotated_only=split == "val" and cfg.eval_images == "annotated")
+        if not len(data) or not data.instance_count:
+            skipped = sum(data.skipped.values())
+            why = f", {skipped} annotations skipped as unusable" if skipped else \
+                ", only crowd regions" if len(data) else ""
+            raise EdgeRCNNError(f"{cfg.data}: the {split} split has {len(data)} images and no instance to {role}"
+                                f"{why}; reproduce compares metrics on both splits: fix the annotations or re-run "
+                                "edgercnn prepare")
+
+
 def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: int | None = None,
               steps: int | None = None, minutes: float | None = None, quick: bool = False,
               experiment: str | None = None, out_dir: Path = Path("runs/reproduce"),
@@ -165,11 +192,13 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
     if comparison not in COMPARISONS:
         raise EdgeRCNNError(f"--compare {comparison}: unknown; choose {', '.join(COMPARISONS)}")
     configs_of = COMPARISONS[comparison]
+    check_options(seeds, minutes)
     dataset, data = resolve_dataset(dataset, data)
     protocol = PROTOCOLS[dataset] if dataset else CUSTOM
     if dataset == "shapes" and not (data / MANIFEST).is_file():
         console.print(f"preparing the shapes dataset in {data}")
         make_shapes(data)
+    check_splits(config_from_dict({"recipe": protocol.recipe, "data": str(data)}, "edgercnn reproduce"))
     seeds = seeds if seeds is not None else (1 if quick else 3)
     evals = protocol.quick_evals if quick else protocol.evals
     prefix = "" if comparison == "edge" else f"{comparison}-"
@@ -239,6 +268,10 @@ def print_verdicts(ours: Path, console: Console, quick: bool = False,
              "for one)" if quick else "Verdict (Welch's test over seeds, 95 % CI, helps/hurts at p < 0.05)")
     console.print(title, style="bold", highlight=False)
     labels = {m: metric_label(m) + ("" if higher_is_better(m) else " (lower is better)") for m in COMPARE_METRICS}
+    if quick:  # short runs: the direction only, however many seeds
+        judged = table["verdict"] != "no verdict"
+        table.loc[judged, "reason"] = "--quick: shows the direction only - run without --quick for a verdict"
+        table.loc[judged, "verdict"] = "no verdict"
     for line in verdict.verdict_lines(table, labels):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     return table

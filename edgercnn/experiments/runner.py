@@ -7,8 +7,13 @@ run's checkpoint). ``reproduce`` and ``sweep`` both hand their runs to ``run_all
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -105,6 +110,34 @@ def run_one(cfg: Config, threads: int | None, command: str, gpu: int | None = No
         else:
             _, _, csv_path = train_and_evaluate(cfg, resume=state == "resume", console=console, command=command)
     return str(csv_path or "")
+
+
+#: prctl(2) option: the signal the kernel sends this process when the thread that started it ends (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent() -> None:
+    """Worker-process initializer: end this worker when the process that started it ends, even by kill -9 or an
+    unhandled SIGTERM (a run would otherwise train to its end, then block forever writing its result to a pipe
+    nobody reads). On Linux the kernel's parent-death signal (its starter is the thread that runs ``run_all``,
+    which outlives every worker); everywhere a thread waiting on the parent's sentinel. A killed run resumes from
+    its last checkpoint like any interrupted one."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no libc prctl: the thread below still does it
+            pass
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing
+        return
+    if not parent.is_alive():  # it ended before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_exit_after, args=(parent,), name="exit-with-parent", daemon=True).start()
+
+
+def _exit_after(parent: Any) -> None:
+    parent.join()  # returns when the parent's end of the sentinel pipe closes: when it exits, however
+    os._exit(1)
 
 
 class RunJob:
@@ -218,7 +251,8 @@ def run_all(todo: list[Config], console: Console, command: str, executor: Execut
         def submit_free() -> None:
             while queue and free:
                 i, slot = queue.pop(0), free.pop(0)
-                pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))  # a fresh process per run
+                pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),  # a fresh process per run
+                                           initializer=exit_with_parent)
                 fut = pool.submit(run_one, todo[i], threads, command, slots[slot])
                 pending[fut], slot_of[fut] = i, (slot, pool)
                 progress[i].state = "running"

@@ -8,6 +8,8 @@ Roberts mixes freely with the 3×3 filters.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -60,6 +62,10 @@ def _gaussian(device: torch.device, dtype: torch.dtype) -> Tensor:
     return torch.tensor(GAUSSIAN_3X3, device=device, dtype=dtype)[None, None]
 
 
+def _finite_at_least(value, low: float) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+
+
 def check_edge_args(filters, p: float, smooth: str | None, magnitude: bool, formulation: str) -> tuple[str, ...]:
     """Validate the loss options; return the filters as a tuple. Raises ValueError saying what is allowed."""
     if isinstance(filters, str):
@@ -70,8 +76,8 @@ def check_edge_args(filters, p: float, smooth: str | None, magnitude: bool, form
     unknown = [f for f in filters if f not in KERNELS]
     if unknown:
         raise ValueError(f"filters: unknown {unknown}; allowed: {', '.join(KERNELS)}")
-    if not p >= 1:
-        raise ValueError(f"p: must be >= 1 (an L^p distance), got {p}")
+    if not _finite_at_least(p, 1):
+        raise ValueError(f"p: must be >= 1 and finite (an L^p distance), got {p!r}")
     if smooth not in (None, *SMOOTH_MODES):
         raise ValueError(f"smooth: got {smooth!r}; allowed: None, {', '.join(SMOOTH_MODES)}")
     if formulation not in FORMULATIONS:
@@ -79,6 +85,14 @@ def check_edge_args(filters, p: float, smooth: str | None, magnitude: bool, form
     if magnitude and not any(len(KERNELS[f]) == 2 for f in filters):
         raise ValueError("magnitude: needs a two-kernel filter (sobel, prewitt, kayyali or roberts)")
     return filters
+
+
+def check_weight(weight: float) -> float:
+    """``weight`` (α, the config's and ``add_edge_loss``'s ``alpha``) if it is a finite number >= 0, else ValueError:
+    one rule for the command line, a config file and ``EdgeLoss`` (NaN or inf would make every loss NaN or inf)."""
+    if not _finite_at_least(weight, 0):
+        raise ValueError(f"alpha: must be >= 0 and finite (the edge-loss weight), got {weight!r}")
+    return weight
 
 
 def edge_maps(masks: Tensor, filters: tuple[str, ...], magnitude: bool = False) -> Tensor:
@@ -154,6 +168,7 @@ def edge_agreement_loss(
     Returns a scalar; N = 0 gives a zero still attached to ``pred``'s graph.
     """
     filters = check_edge_args(filters, p, smooth, magnitude, formulation)
+    check_weight(weight)
     return _edge_loss(pred, target, filters, p, weight, smooth, magnitude, formulation, ce_exp)
 
 
@@ -197,6 +212,7 @@ class EdgeLoss:
         object.__setattr__(
             self, "filters", check_edge_args(self.filters, self.p, self.smooth, self.magnitude, self.formulation)
         )
+        check_weight(self.weight)
         if self.ce_exp not in CE_EXP:
             raise ValueError(f"ce_exp: got {self.ce_exp!r}; allowed: {', '.join(CE_EXP)}")
 

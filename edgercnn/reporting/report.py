@@ -424,13 +424,15 @@ def _sections(summary, configs, baseline, reference, ref_configs, ref_name, sig=
 
 
 def render_rich(sections, footnotes=()) -> Group:
+    """The sections as rich tables; every string as plain Text, never markup (a config named ``x [p=3]`` by
+    ``--split-mixed`` would otherwise lose its bracket as a style tag)."""
     tables = []
     for title, header, rows in sections:
-        t = Table(title=title, title_justify="left", header_style="bold")
+        t = Table(title=Text(title), title_justify="left", header_style="bold")
         for i, h in enumerate(header):
-            t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
+            t.add_column(Text(h), justify="left" if i == 0 else "right", no_wrap=i == 0)
         for r in rows:
-            t.add_row(*r)
+            t.add_row(*(Text(c) for c in r))
         tables.append(t)
     tables += [Text(line) for line in footnotes]
     return Group(*tables)

@@ -24,12 +24,18 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
-def load_recipe(name: str) -> dict[str, Any]:
+def check_recipe(name: str, what: str = "recipe") -> str:
+    """``name`` if it is a packaged recipe, else ConfigError naming ``what`` (the key or option): the one rule for
+    ``recipes NAME``, ``recipes --diff`` and ``train --recipe``. Only the packaged names count, never a path (a
+    name with ``/`` or ``..`` would read any YAML file)."""
+    if not isinstance(name, str) or name not in recipe_names():
+        raise ConfigError(f"{what} {name!r}: no such recipe; choose {', '.join(recipe_names())} (edgercnn recipes lists them)")
+    return name
+
+
+def load_recipe(name: str, what: str = "recipe") -> dict[str, Any]:
     """``{"description": str, "keys": {key: {"value": ..., "source": str}}}`` of recipe ``name``."""
-    path = RECIPES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"recipe {name!r}: no such recipe; choose {', '.join(recipe_names())} "
-                          "(edgercnn recipes lists them)")
+    path = RECIPES_DIR / f"{check_recipe(name, what)}.yaml"
     data = yaml.safe_load(path.read_text())
     keys = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(keys, dict) or not all(isinstance(v, dict) and {"value", "source"} <= set(v)
@@ -75,7 +81,7 @@ def recipe_diff(name: str, other: str) -> list[dict[str, Any]]:
 
     defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
                 for f in dataclasses.fields(Config)}
-    recipes = [load_recipe(name)["keys"], load_recipe(other)["keys"]]
+    recipes = [load_recipe(name)["keys"], load_recipe(other, "--diff")["keys"]]
     rows = []
     for key in dict.fromkeys([*recipes[0], *recipes[1]]):
         entries = [r.get(key, {"value": defaults[key], "source": "edgercnn default"}) for r in recipes]
