@@ -24,6 +24,7 @@ from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_
                                          NORMS, POSTPROCESS, ROI_SAMPLING, STAGE_LAYERS)
 from edgercnn.data.dataset import EVAL_IMAGES
 from edgercnn.data.transforms import RESIZE_MODES
+from edgercnn.model.pretrained import check_init
 from edgercnn.model.optim import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES
 from edgercnn.config.schedule import paper_stages, scale_steps
 from edgercnn.config.values import format_filters, normalize
@@ -67,8 +68,11 @@ class Config:
     world_size: int = 1  # processes training the run (torchrun, edgercnn.training.distributed); recorded by the trainer
     # model
     backbone: str = "resnet50"
-    backbone_weights: str | None = None  # None: random init; "imagenet": torch hub cache; "imagenet-resnet50": the
-    # ResNet-50 file by layer name (the authors' load); else a file path
+    backbone_weights: str | None = "auto"  # auto: "imagenet" for resnet50/101 with frozen batch norm, else random
+    # (model.pretrained.resolve_backbone_weights); None: random init; "imagenet": torch hub cache;
+    # "imagenet-resnet50": the ResNet-50 file by layer name (the authors' load); else a file path
+    init: str | None = None  # the whole detector's start: "coco" (torchvision's COCO Mask R-CNN, new predictors), a
+    # Mask R-CNN state_dict file or a run folder; None: backbone_weights (model.pretrained)
     norm: str = "frozen_bn"  # frozen_bn | gn (GroupNorm in ResNet + FPN; trains from random weights)
     mask_size: int = 28
     mask_head_56: str = "deconv"  # deconv | authors (architecture.MASK_HEADS_56)
@@ -265,6 +269,10 @@ class Config:
                 raise ConfigError(f"stages[{i}]: steps must be >= 1 and lr > 0")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        problem = check_init(self.backbone, self.norm, self.backbone_weights, self.init, self.rpn_channels,
+                             self.stages[0]["layers"])
+        if problem:
+            raise ConfigError(problem)
 
     def __post_init__(self) -> None:
         self.validate()
