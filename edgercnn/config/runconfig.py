@@ -19,7 +19,8 @@ import yaml
 from edgercnn.core.errors import ConfigError
 from edgercnn.core.io import atomic_write_text
 from edgercnn.model.losses import CE_EXP, check_edge_args
-from edgercnn.model.matterport import BOX_LOSSES, CLASS_LOSSES, ROI_ALIGNS, ROI_LEVELS, UNLOADED_INIT
+from edgercnn.model.matterport import (BOX_LOSSES, CLASS_LOSSES, PROPOSAL_SELECTION, ROI_ALIGNS, ROI_LEVELS,
+                                      UNLOADED_INIT)
 from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_56, MASK_SIZES, MASK_TARGETS,
                                          NORMS, POSTPROCESS, ROI_SAMPLING, STAGE_LAYERS)
 from edgercnn.data.dataset import EVAL_IMAGES
@@ -131,6 +132,7 @@ class Config:
     roi_align: str = "torchvision"  # torchvision | crop_and_resize: RoI feature sampling (ROI_ALIGNS)
     head_classes: int | None = None  # object-class outputs of the box/mask predictors; None: num_classes
     rpn_crowd_negatives: str = "keep"  # keep | exclude: anchors overlapping a crowd region as RPN negatives
+    proposal_selection: str = "per_level"  # per_level | global: RPN top-n per FPN level or over all (PROPOSAL_SELECTION)
     skip_empty_images: bool = False  # training skips images without a non-crowd instance (matterport)
     max_gt_instances: int | None = None  # at most N random instances per image for the RoI heads; None: all
     ce_exp: str = "paper"  # paper | authors: the ce-exp formulation as the paper writes it or as coded (CE_EXP)
@@ -216,7 +218,7 @@ class Config:
                              ("optimizer_per_stage", OPTIMIZER_PER_STAGE), ("unloaded_init", UNLOADED_INIT),
                              ("box_loss", BOX_LOSSES), ("class_loss", CLASS_LOSSES), ("roi_level", ROI_LEVELS),
                              ("roi_align", ROI_ALIGNS), ("rpn_crowd_negatives", CROWD_NEGATIVES),
-                             ("ce_exp", CE_EXP)):
+                             ("ce_exp", CE_EXP), ("proposal_selection", PROPOSAL_SELECTION)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}; choose {', '.join(allowed)}")
         if self.recipe is not None:

@@ -87,8 +87,9 @@ def build_model(cfg: Config, pretrained: bool = True) -> MaskRCNN:
         **detector,
     )
     model.transform = CanvasTransform(model.transform.image_mean, model.transform.image_std)
-    if cfg.box_loss != "torchvision" or cfg.rpn_crowd_negatives != "keep":
-        model.rpn = MatterportRPN.like(model.rpn, box_loss=cfg.box_loss, crowd_negatives=cfg.rpn_crowd_negatives)
+    if cfg.box_loss != "torchvision" or cfg.rpn_crowd_negatives != "keep" or cfg.proposal_selection != "per_level":
+        model.rpn = MatterportRPN.like(model.rpn, box_loss=cfg.box_loss, crowd_negatives=cfg.rpn_crowd_negatives,
+                                       proposal_selection=cfg.proposal_selection)
     rh = model.roi_heads
     if cfg.roi_level != "floor" or cfg.roi_align != "torchvision":
         rh.box_roi_pool, rh.mask_roi_pool = (MatterportRoIAlign(p.featmap_names, p.output_size[0], p.sampling_ratio,
