@@ -1,10 +1,13 @@
 """RPN proposal selection over all FPN levels together (the authors' ProposalLayer, mrcnn/model.py:288-342) against
 its formula on a tiny case, and through torchvision's RegionProposalNetwork.filter_proposals seam."""
 
+import re
+
 import torch
 from torchvision.ops import box_iou
 
 from edgercnn.config import Config, load_config
+from edgercnn.config.recipes import load_recipe
 from edgercnn.model.matterport import GLOBAL_PRE_NMS, MatterportRPN, select_proposals_globally
 from edgercnn.training.builder import build_model
 
@@ -67,7 +70,10 @@ def test_random_case_matches_the_formula():
         assert torch.allclose(got_b[i], want_b) and torch.allclose(got_s[i], want_s)
 
 
-def test_authors_recipes_select_globally():
+def test_authors_recipes_select_globally_and_every_source_names_file_and_line():
     for name in ("authors-coco", "authors-cityscapes"):
         assert load_config(None, {"recipe": name}).proposal_selection == "global"
+        unnamed = [key for key, entry in load_recipe(name)["keys"].items()
+                   if not re.search(r"[a-z_/]+\.py:\d+", str(entry["source"]))]
+        assert unnamed == [], name
     assert Config().proposal_selection == "per_level"
