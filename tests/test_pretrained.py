@@ -135,3 +135,17 @@ def test_init_coco_trains_on_pennfudan(torch_home, coco_state, tmp_path):
     trainer.run()
     rows = RunDir.of(cfg).read_loss_rows()
     assert len(rows) == 3 and all(float(r["loss_mask"]) >= 0 for r in rows)
+
+
+def test_card_command_on_the_cli_is_one_line_without_the_file(torch_home, tiny_shapes, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgercnn.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(tiny_shapes), "--filter", "sobel", "--p", "2",
+                                      "--mask-size", "56", "--canvas", "64x64", "--steps", "3", "--workers", "0",
+                                      "--device", "cpu", "--out-dir", str(tmp_path / "runs"),
+                                      "--results-dir", str(tmp_path / "results")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ResNet50_Weights.IMAGENET1K_V1.url in result.output and "--backbone-weights none" in result.output
+    assert not list((tmp_path / "runs").rglob("losses.csv"))  # nothing trained
