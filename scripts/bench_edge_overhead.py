@@ -21,6 +21,9 @@ from edgercnn.config import Config
 from edgercnn.model.rcnn import set_trainable
 from edgercnn.training.builder import build_model
 
+#: Timing only: random weights (no download), every layer training (a frozen random backbone is refused).
+RANDOM_ALL = {"backbone_weights": None, "stages": [{"steps": 160000, "layers": "all", "lr": 0.001}]}
+
 
 def synthetic_batch(width: int, height: int, batch: int, device: torch.device, seed: int = 0):
     """Images with 4 rectangular/elliptic instances each, as the data pipeline would give them."""
@@ -90,10 +93,11 @@ def main() -> None:
                Config(backbone="small", num_classes=3, canvas=[256, 256], filters=[args.filter]))]
     if device.type == "cuda" or args.r50:
         setups.append(("R50-FPN 1024x800, batch 2",
-                       Config(backbone="resnet50", num_classes=80, canvas=[1024, 800], filters=[args.filter])))
+                       Config(backbone="resnet50", num_classes=80, canvas=[1024, 800], filters=[args.filter],
+                              **RANDOM_ALL)))
         setups.append(("R50-FPN 1024x800, batch 2, mask 56",
                        Config(backbone="resnet50", num_classes=80, canvas=[1024, 800], mask_size=56,
-                              filters=[args.filter])))
+                              filters=[args.filter], **RANDOM_ALL)))
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"{args.steps} timed steps after {args.warmup} warm-up, filter {args.filter}, amp {args.amp}")
     for label, cfg in setups:

@@ -30,6 +30,9 @@ from edgercnn.evaluation.evaluate import coco_results  # noqa: E402
 from edgercnn.model.rcnn import set_trainable  # noqa: E402
 from edgercnn.training.trainer import Trainer  # noqa: E402
 
+#: Timing only: random weights (no download), every layer training (a frozen random backbone is refused).
+RANDOM_ALL = {"backbone_weights": None, "stages": [{"steps": 160000, "layers": "all", "lr": 0.001}]}
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, str]]:
             make_shapes(data, train=16 if args.tiny else 64, val=2, size=max(canvas), seed=0)
         cfg = Config(data=str(data), backbone="small" if args.tiny else "resnet50", canvas=canvas, batch_size=2,
                      device=str(device), out_dir=str(Path(tmp) / "runs"), eval_at_end=False,
-                     eval_score_threshold=0.0, detections_per_image=100, filters=["sobel"])
+                     eval_score_threshold=0.0, detections_per_image=100, filters=["sobel"], **RANDOM_ALL)
         batch_cfg = Trainer(cfg).cfg  # num_classes from the data
         batch = synthetic_batch(canvas[0], canvas[1], 2, device)
         batch = (batch[0], [dict(t, labels=t["labels"].clamp(max=batch_cfg.num_classes)) for t in batch[1]])

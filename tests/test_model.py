@@ -117,7 +117,8 @@ def test_edge_settings_from_config():
 
 def test_xavier_outside_the_resnet():
     torch.manual_seed(0)
-    model = build_model(Config(backbone="resnet50", num_classes=3, canvas=[128, 128]))
+    model = build_model(Config(backbone="resnet50", num_classes=3, canvas=[128, 128], backbone_weights=None,
+                                stages=[{"steps": 1, "layers": "all", "lr": 0.01}]))
     for name, module in [("rpn", model.rpn.head.conv[0][0]), ("fpn", model.backbone.fpn.layer_blocks[0][0]),
                          ("mask", model.roi_heads.mask_head[0][0]), ("box", model.roi_heads.box_head.fc6)]:
         w = module.weight
@@ -143,7 +144,8 @@ def test_backbone_weights_from_file_and_missing(tmp_path, monkeypatch):
 
 def test_state_dict_loads_into_plain_torchvision_maskrcnn():
     torch.manual_seed(0)
-    cfg = Config(backbone="resnet50", num_classes=4, canvas=[128, 128])
+    cfg = Config(backbone="resnet50", num_classes=4, canvas=[128, 128], backbone_weights=None,
+                 stages=[{"steps": 1, "layers": "all", "lr": 0.01}])
     ours = build_model(cfg).eval()
     backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 5)
     plain = MaskRCNN(backbone, num_classes=5, min_size=128, max_size=128).eval()

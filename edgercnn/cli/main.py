@@ -166,7 +166,12 @@ def train(
                         "(resnet18-FPN with narrow heads, for CPU runs). Default resnet50.")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="`imagenet` (torch hub cache), "
                                 "`imagenet-resnet50` (the ResNet-50 file by layer name, as the authors loaded "
-                                "theirs), a ResNet state_dict file, or unset for random initialisation.")] = None,
+                                "theirs), a ResNet state_dict file, or `none` for random initialisation. Default "
+                                "`auto`: imagenet for resnet50/101 with frozen batch norm, random otherwise.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Start the whole detector from `coco` (torchvision's COCO-"
+                    "trained maskrcnn_resnet50_fpn in the torch hub cache; box and mask predictors new for the "
+                    "dataset's classes), a Mask R-CNN state_dict file or a run folder. Default: the backbone "
+                    "weights only.")] = None,
     norm: Annotated[Optional[Norm], typer.Option(help="Normalisation in the ResNet (and FPN): frozen_bn (frozen "
                     "batch norm, meant for ImageNet weights), frozen_stats_bn (frozen statistics, trainable scale/"
                     "shift: the authors' code) or gn (GroupNorm in ResNet + FPN, trains from random weights). "

@@ -20,11 +20,13 @@ from edgercnn.core.errors import ConfigError
 from edgercnn.core.io import atomic_write_text
 from edgercnn.model.losses import CE_EXP, check_edge_args, check_weight
 from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, check_terms
-from edgercnn.model.matterport import BOX_LOSSES, CLASS_LOSSES, ROI_ALIGNS, ROI_LEVELS, UNLOADED_INIT
+from edgercnn.model.matterport import (BOX_LOSSES, CLASS_LOSSES, PROPOSAL_SELECTION, ROI_ALIGNS, ROI_LEVELS,
+                                      UNLOADED_INIT)
 from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_56, MASK_SIZES, MASK_TARGETS,
                                          NORMS, POSTPROCESS, ROI_SAMPLING, STAGE_LAYERS)
 from edgercnn.data.dataset import EVAL_IMAGES
 from edgercnn.data.transforms import RESIZE_MODES
+from edgercnn.model.pretrained import check_init
 from edgercnn.model.optim import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES
 from edgercnn.config.schedule import paper_stages, scale_steps
 from edgercnn.config.values import format_filters, format_terms, normalize
@@ -68,8 +70,11 @@ class Config:
     world_size: int = 1  # processes training the run (torchrun, edgercnn.training.distributed); recorded by the trainer
     # model
     backbone: str = "resnet50"
-    backbone_weights: str | None = None  # None: random init; "imagenet": torch hub cache; "imagenet-resnet50": the
-    # ResNet-50 file by layer name (the authors' load); else a file path
+    backbone_weights: str | None = "auto"  # auto: "imagenet" for resnet50/101 with frozen batch norm, else random
+    # (model.pretrained.resolve_backbone_weights); None: random init; "imagenet": torch hub cache;
+    # "imagenet-resnet50": the ResNet-50 file by layer name (the authors' load); else a file path
+    init: str | None = None  # the whole detector's start: "coco" (torchvision's COCO Mask R-CNN, new predictors), a
+    # Mask R-CNN state_dict file or a run folder; None: backbone_weights (model.pretrained)
     norm: str = "frozen_bn"  # frozen_bn | gn (GroupNorm in ResNet + FPN; trains from random weights)
     mask_size: int = 28
     mask_head_56: str = "deconv"  # deconv | authors (architecture.MASK_HEADS_56)
@@ -132,6 +137,7 @@ class Config:
     roi_align: str = "torchvision"  # torchvision | crop_and_resize: RoI feature sampling (ROI_ALIGNS)
     head_classes: int | None = None  # object-class outputs of the box/mask predictors; None: num_classes
     rpn_crowd_negatives: str = "keep"  # keep | exclude: anchors overlapping a crowd region as RPN negatives
+    proposal_selection: str = "per_level"  # per_level | global: RPN top-n per FPN level or over all (PROPOSAL_SELECTION)
     skip_empty_images: bool = False  # training skips images without a non-crowd instance (matterport)
     max_gt_instances: int | None = None  # at most N random instances per image for the RoI heads; None: all
     ce_exp: str = "paper"  # paper | authors: the ce-exp formulation as the paper writes it or as coded (CE_EXP)
@@ -226,7 +232,7 @@ class Config:
                              ("optimizer_per_stage", OPTIMIZER_PER_STAGE), ("unloaded_init", UNLOADED_INIT),
                              ("box_loss", BOX_LOSSES), ("class_loss", CLASS_LOSSES), ("roi_level", ROI_LEVELS),
                              ("roi_align", ROI_ALIGNS), ("rpn_crowd_negatives", CROWD_NEGATIVES),
-                             ("ce_exp", CE_EXP)):
+                             ("ce_exp", CE_EXP), ("proposal_selection", PROPOSAL_SELECTION)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}; choose {', '.join(allowed)}")
         if self.recipe is not None:
@@ -277,6 +283,10 @@ class Config:
                 raise ConfigError(f"stages[{i}]: steps must be >= 1 and lr > 0")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        problem = check_init(self.backbone, self.norm, self.backbone_weights, self.init, self.rpn_channels,
+                             self.stages[0]["layers"])
+        if problem:
+            raise ConfigError(problem)
 
     def __post_init__(self) -> None:
         self.validate()

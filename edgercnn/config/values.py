@@ -34,7 +34,7 @@ FLAG_NAMES = {"filters": "filter", "eval_at_end": "eval", "mask_losses": "mask_l
 #: Config keys that ``edgercnn train`` takes as options (the rest go through ``--config`` or ``--recipe``).
 TRAIN_KEYS = ("recipe", "data", "filters", "p", "alpha", "smooth", "magnitude", "formulation", "mask_losses",
               "mask_loss_weights", "boundary_ramp_steps", "mask_size",
-              "backbone", "backbone_weights", "norm", "optimizer", "warmup_steps", "canvas", "steps", "lr",
+              "backbone", "backbone_weights", "init", "norm", "optimizer", "warmup_steps", "canvas", "steps", "lr",
               "batch_size", "workers", "device", "amp", "seed", "experiment", "name", "out_dir", "results_dir",
               "checkpoint_every", "eval_at_end", "eval_max_images", "eval_every", "strict")
 
@@ -185,8 +185,9 @@ def normalize(values: dict[str, Any]) -> dict[str, Any]:
                 else list(out[key])
     if out.get("mask_loss_weights") is None and "mask_loss_weights" in out:
         out["mask_loss_weights"] = {}
-    if isinstance(out.get("smooth"), str) and is_none(out["smooth"]):
-        out["smooth"] = None
+    for key in ("smooth", "backbone_weights", "init"):  # `--backbone-weights none`: random weights, asked for
+        if isinstance(out.get(key), str) and is_none(out[key]):
+            out[key] = None
     return out
 
 

@@ -23,7 +23,7 @@ from edgercnn.data.manifest import load_manifest, split_paths
 from edgercnn.evaluation.evaluate import evaluate_model
 from edgercnn.model.optim import build_optimizer
 from edgercnn.training.builder import build_model
-from edgercnn.training.trainer import resolve_config, train_dataset
+from edgercnn.training.trainer import resolve_config, resolve_device, train_dataset
 
 #: Canvas sides are multiples of this (the FPN's coarsest stride, so no feature map is rounded).
 CANVAS_MULTIPLE = 32
@@ -62,13 +62,15 @@ class Timing:
 
 def calibrate(cfg: Config, threads: int, steps: int = 6, eval_images: int = 4) -> Timing:
     """Time ``steps`` training steps (after 2 untimed ones) and the evaluation of ``eval_images`` val images of
-    ``cfg``'s model on its data with ``threads`` torch threads; the evaluation time is scaled to the val split."""
+    ``cfg``'s model on its data with ``threads`` torch threads, on ``cfg.device`` (a GPU recipe is timed on the
+    GPU); the evaluation time is scaled to the val split."""
     cfg = resolve_config(replace(cfg, workers=0))
+    device = resolve_device(cfg.device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg)
+        model = build_model(cfg).to(device)
         optimizer = build_optimizer(cfg.optimizer, model, float(cfg.resolved_stages()[0]["lr"]), cfg.momentum,
                                     cfg.weight_decay, cfg.weight_decay_mode)
         dataset = train_dataset(cfg)
@@ -79,19 +81,28 @@ def calibrate(cfg: Config, threads: int, steps: int = 6, eval_images: int = 4) -
         for i in range(steps + 2):
             batch = [dataset[(i * cfg.batch_size + k) % len(dataset)] for k in range(cfg.batch_size)]
             images, targets = collate(batch)
+            images = [im.to(device) for im in images]
+            targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+            _sync(device)
             t0 = time.perf_counter()
-            loss = sum(model(list(images), list(targets)).values())
+            loss = sum(model(images, targets).values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            _sync(device)
             times.append(time.perf_counter() - t0)
         val = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False)
         t0 = time.perf_counter()
-        evaluate_model(model, cfg, torch.device("cpu"), max_images=min(eval_images, len(val)), show_progress=False)
+        evaluate_model(model, cfg, device, max_images=min(eval_images, len(val)), show_progress=False)
         eval_s = (time.perf_counter() - t0) / max(1, min(eval_images, len(val))) * len(val)
     finally:
         torch.set_num_threads(before)
     return Timing(step_s=statistics.median(times[2:]), eval_s=eval_s)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # CUDA runs asynchronously: wait before reading the clock
+        torch.cuda.synchronize(device)
 
 
 def steps_for_budget(minutes: float, runs: int, jobs: int, evals: int, timing: Timing,

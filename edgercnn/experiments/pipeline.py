@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_image
     if not run.config_file.is_file():
         run.load_config()  # the one-line "not a run folder" error, before a lock file is made there
     with run.lock():  # re-entrant: train_and_evaluate holds it already; another process gets one line
-        cfg = dataclasses.replace(run.load_config(), backbone_weights=None)  # the run's own weights replace them
+        cfg = run.load_config()
         dev = resolve_device(device or cfg.device)
         if not run.checkpoint.is_file():
             raise EdgeRCNNError(f"{run}: no {run.checkpoint.name}; train the run first (edgercnn train)")
@@ -43,7 +42,7 @@ def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_image
         state, steps, wall = weights.state, int(weights.step), float(weights.wall_time_s)
         if not weights.final and steps < cfg.total_steps():
             console.print(f"[yellow]{run}: training did not finish; evaluating the checkpoint at step {steps}")
-        model = build_model(cfg).to(dev)
+        model = build_model(cfg, pretrained=False)  # the run's own weights replace them.to(dev)
         model.load_state_dict(state)
         if max_images is not None and max_images < 1:
             raise EdgeRCNNError(f"--max-images {max_images}: must be >= 1 (or left out for the whole val split)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -59,6 +60,7 @@ class Protocol:
     quick_steps: int
     quick_evals: int
     reference: str | None = None  # committed results of the full run (results/<dataset>)
+    jobs: int | None = None  # runs at a time when --jobs is not given; None: one per CPU core
 
 
 #: Measured per dataset (results/<dataset>/README.md). Any other prepared dataset gets ``CUSTOM``: the real-photo
@@ -68,6 +70,9 @@ PROTOCOLS = {
     "pennfudan": Protocol("cpu-pennfudan", evals=4, quick_steps=600, quick_evals=3, reference="results/pennfudan"),
 }
 CUSTOM = Protocol("cpu-pennfudan", evals=4, quick_steps=0, quick_evals=3)
+#: A user's dataset on CUDA: torchvision's COCO Mask R-CNN fine-tuned at ~800 px (the gpu-coco-finetune recipe), one
+#: run at a time on the GPU, the steps from --minutes timed on the GPU.
+CUSTOM_GPU = Protocol("gpu-coco-finetune", evals=4, quick_steps=0, quick_evals=3, jobs=1)
 DATASETS = tuple(PROTOCOLS)
 #: Minutes of a custom dataset's full run (and of its --quick run) when --minutes is not given.
 CUSTOM_MINUTES, CUSTOM_QUICK_MINUTES = 60.0, 10.0
@@ -172,6 +177,16 @@ def check_splits(cfg: Config) -> None:
                                 "edgercnn prepare")
 
 
+def pick_protocol(dataset: str | None, device: str) -> Protocol:
+    """The protocol of ``dataset`` (None: a user's prepared data) on ``device``: a user's data on CUDA (``cuda``,
+    ``cuda:N``, or ``auto`` with a GPU present) gets the GPU recipe, on CPU the CPU one; shapes and Penn-Fudan keep
+    their measured CPU protocols (their committed references were made with them)."""
+    if dataset is not None:
+        return PROTOCOLS[dataset]
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return CUSTOM_GPU if on_gpu else CUSTOM
+
+
 def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: int | None = None,
               steps: int | None = None, minutes: float | None = None, quick: bool = False,
               experiment: str | None = None, out_dir: Path = Path("runs/reproduce"),
@@ -194,7 +209,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
     configs_of = COMPARISONS[comparison]
     check_options(seeds, minutes)
     dataset, data = resolve_dataset(dataset, data)
-    protocol = PROTOCOLS[dataset] if dataset else CUSTOM
+    protocol = pick_protocol(dataset, device)
     if dataset == "shapes" and not (data / MANIFEST).is_file():
         console.print(f"preparing the shapes dataset in {data}")
         make_shapes(data)
@@ -213,7 +228,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
     if steps is None and quick and protocol.quick_steps:
         steps = protocol.quick_steps
     runs = len(configs_of) * seeds
-    jobs = jobs if jobs is not None else max(1, min(runs, os.cpu_count() or 1))
+    jobs = jobs if jobs is not None else protocol.jobs or max(1, min(runs, os.cpu_count() or 1))
     if steps is None and (minutes is not None or dataset is None):
         minutes = minutes if minutes is not None else (CUSTOM_QUICK_MINUTES if quick else CUSTOM_MINUTES)
         probe = reproduce_configs(data, 1, None, experiment, out_dir, results_dir, workers, device, evals,

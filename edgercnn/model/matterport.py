@@ -38,6 +38,13 @@ ROI_LEVELS = ("floor", "round")
 #: RoI feature sampling: ``torchvision`` = RoIAlign (2×2 samples per bin, averaged); ``crop_and_resize`` = one
 #: bilinear sample per output cell, corners included (tf.image.crop_and_resize in PyramidROIAlign).
 ROI_ALIGNS = ("torchvision", "crop_and_resize")
+#: RPN proposals kept for the heads: ``per_level`` = torchvision's top pre_nms_top_n anchors of each FPN level, NMS
+#: per level; ``global`` = the authors' ProposalLayer (mrcnn/model.py:288-342): the top ``GLOBAL_PRE_NMS`` anchors
+#: by score over all levels together, one NMS (RPN_NMS_THRESHOLD 0.7, torchvision's too), the best
+#: post_nms_top_n (POST_NMS_ROIS_TRAINING 2000 / _INFERENCE 1000, torchvision's too).
+PROPOSAL_SELECTION = ("per_level", "global")
+#: ProposalLayer's pre_nms_limit (mrcnn/model.py:299 ``tf.minimum(6000, tf.shape(anchors)[1])``, not a config value).
+GLOBAL_PRE_NMS = 6000
 
 #: mrcnn/config.py BBOX_STD_DEV and RPN_BBOX_STD_DEV: box deltas are divided by these (torchvision's RoI box coder
 #: weights (10, 10, 5, 5) are their inverses; its RPN box coder uses (1, 1, 1, 1)).
@@ -194,11 +201,13 @@ class MatterportRPN(RegionProposalNetwork):
     """torchvision's ``RegionProposalNetwork`` with the authors' alternatives: ``box_loss="matterport"`` (deltas
     divided by RPN_BBOX_STD_DEV, here via the box coder's weights, so proposals decode them back as ProposalLayer
     does; smooth-L1 beta 1 averaged over positive anchors × 4) and ``crowd_negatives="exclude"`` (anchors
-    overlapping a crowd region, IoU >= 0.001, are not negatives: build_rpn_targets). Adds no parameters."""
+    overlapping a crowd region, IoU >= 0.001, are not negatives: build_rpn_targets) and ``proposal_selection=
+    "global"`` (ProposalLayer, ``PROPOSAL_SELECTION``). Adds no parameters."""
 
-    def __init__(self, *args, box_loss: str = "torchvision", crowd_negatives: str = "keep", **kwargs):
+    def __init__(self, *args, box_loss: str = "torchvision", crowd_negatives: str = "keep",
+                 proposal_selection: str = "per_level", **kwargs):
         super().__init__(*args, **kwargs)
-        self.box_loss, self.crowd_negatives = box_loss, crowd_negatives
+        self.box_loss, self.crowd_negatives, self.proposal_selection = box_loss, crowd_negatives, proposal_selection
         if box_loss == "matterport":
             self.box_coder = BoxCoder(weights=tuple(1.0 / s for s in RPN_BBOX_STD_DEV))
 
@@ -220,6 +229,18 @@ class MatterportRPN(RegionProposalNetwork):
                     lab[(lab == 0) & near_crowd] = -1.0
         return labels, matched_gt_boxes
 
+    def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):
+        """torchvision's, or with ``proposal_selection="global"`` matterport's ProposalLayer (mrcnn/model.py:288-342):
+        the top ``GLOBAL_PRE_NMS`` anchors of an image by objectness over all levels, clipped to the image, one
+        NMS, the best ``post_nms_top_n``. torchvision's small-box (min_size 1e-3) and score (0) filters stay: no-ops
+        but for degenerate boxes. Scores are sigmoid probabilities as torchvision's (the authors' 2-way softmax
+        foreground probability ranks the same way: README)."""
+        if self.proposal_selection == "per_level":
+            return super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
+        return select_proposals_globally(proposals, objectness.detach().reshape(proposals.shape[0], -1),
+                                         image_shapes, GLOBAL_PRE_NMS,
+                                         self.nms_thresh, self.post_nms_top_n(), self.min_size, self.score_thresh)
+
     def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
         if self.box_loss == "torchvision":
             return super().compute_loss(objectness, pred_bbox_deltas, labels, regression_targets)
@@ -230,3 +251,22 @@ class MatterportRPN(RegionProposalNetwork):
         objectness_loss = F.binary_cross_entropy_with_logits(objectness.flatten()[sampled],
                                                              torch.cat(labels)[sampled])
         return objectness_loss, box_loss(pred_bbox_deltas[pos], torch.cat(regression_targets)[pos])
+
+
+def select_proposals_globally(proposals: Tensor, logits: Tensor, image_shapes, pre_nms: int, nms_thresh: float,
+                              post_nms: int, min_size: float = 1e-3, score_thresh: float = 0.0
+                              ) -> tuple[list[Tensor], list[Tensor]]:
+    """Per image: the ``pre_nms`` best of all anchors' decoded ``proposals`` [N, A, 4] by ``logits`` [N, A] (every
+    FPN level together), clipped, then one NMS at ``nms_thresh`` and the ``post_nms`` best (boxes, sigmoid scores)."""
+    scores, idx = logits.topk(min(pre_nms, logits.shape[1]), dim=1)
+    boxes_all = proposals[torch.arange(proposals.shape[0], device=proposals.device)[:, None], idx]
+    final_boxes, final_scores = [], []
+    for boxes, probs, shape in zip(boxes_all, torch.sigmoid(scores), image_shapes):
+        boxes = box_ops.clip_boxes_to_image(boxes, shape)
+        keep = box_ops.remove_small_boxes(boxes, min_size)
+        keep = keep[probs[keep] >= score_thresh]
+        boxes, probs = boxes[keep], probs[keep]
+        keep = box_ops.nms(boxes, probs, nms_thresh)[:post_nms]
+        final_boxes.append(boxes[keep])
+        final_scores.append(probs[keep])
+    return final_boxes, final_scores

@@ -334,10 +334,11 @@ def load_imagenet(body: nn.Module, name: str, weights: str) -> set[str]:
     if weights == "imagenet":
         if name not in IMAGENET_WEIGHTS:
             raise EdgeRCNNError(f"--backbone-weights imagenet: no ImageNet file for backbone {name}; "
-                                "pass a state_dict file or leave it unset")
+                                "pass a state_dict file or none (random weights)")
         url = IMAGENET_WEIGHTS[name].url
         path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-        hint = f"download {url} to {path} (or pass --backbone-weights PATH)"
+        hint = (f"download {url} to {path} (or pass --backbone-weights PATH; --backbone-weights none trains from "
+                "random weights, with stages that start with all layers)")
     else:
         path, hint = Path(weights), "pass the path of a torchvision ResNet ImageNet state_dict"
     if not path.is_file():

@@ -61,9 +61,9 @@ def load_run(path: Path | str, device: str = "cpu") -> LoadedRun:
     if not run.path.is_dir():
         raise EdgeRCNNError(f"{run}: run folder not found; pass a folder made by edgercnn train "
                             "(runs/<experiment>/<config>/seed-<n>)")
-    cfg = dataclasses.replace(run.load_config(), backbone_weights=None)  # the run's own weights replace them
+    cfg = run.load_config()
     state, note = run_weights(run)
-    model = build_model(cfg)
+    model = build_model(cfg, pretrained=False)  # the run's own weights replace them
     device = resolve_device(device)  # one-line error for an unknown or missing device
     try:
         model.load_state_dict(state)

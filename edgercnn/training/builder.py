@@ -6,7 +6,9 @@ arguments; this is the one place that reads the config for them.
 
 from __future__ import annotations
 
-from torch import nn
+from pathlib import Path
+
+from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
@@ -21,14 +23,19 @@ from edgercnn.model.architecture import BACKBONES, GN_GROUPS
 from edgercnn.model.bmask import add_bmask
 from edgercnn.model.losses import EdgeLoss
 from edgercnn.model.mask_terms import MaskTerms
+from edgercnn.model.pretrained import COCO_INITS, coco_file, load_coco, load_detector, resolve_backbone_weights
 from edgercnn.model.matterport import MatterportRoIAlign, MatterportRPN, glorot_init_
 from edgercnn.model.rcnn import (MASK_PREDICTORS, MASK_PREDICTORS_56, RESNETS, CanvasTransform,
                                  FrozenStatsBatchNorm2d, MatterportSampler, WideRPNHead, load_imagenet,
                                  to_edge_roi_heads, xavier_init_)
+from edgercnn.training.checkpoint import read_weights
+from edgercnn.training.rundir import RunDir
 
 
-def build_model(cfg: Config) -> MaskRCNN:
-    """torchvision ``MaskRCNN`` (FPN) for ``cfg``: backbone, mask size 28/56, edge loss, Xavier init.
+def build_model(cfg: Config, pretrained: bool = True) -> MaskRCNN:
+    """torchvision ``MaskRCNN`` (FPN) for ``cfg``: backbone, mask size 28/56, edge loss, Xavier init, then the
+    weights ``cfg`` starts from (``model.pretrained``: the backbone's ImageNet file, or the whole detector's with
+    ``cfg.init``); ``pretrained=False``: none of them (the caller loads a run's own weights).
 
     ``cfg.num_classes`` counts object classes (background excluded); ``cfg.head_classes`` widens the box and mask
     predictors beyond them (the authors' Cityscapes head). The authors' (matterport) alternatives of
@@ -54,8 +61,9 @@ def build_model(cfg: Config) -> MaskRCNN:
     body = RESNETS[preset["resnet"]](weights=None, norm_layer=norm_layer)
     out_channels = preset["fpn_channels"]
     uncovered = set(body.state_dict())  # the names no weights file sets
-    if cfg.backbone_weights:
-        uncovered = load_imagenet(body, preset["resnet"], cfg.backbone_weights)
+    backbone_weights = resolve_backbone_weights(cfg.backbone, cfg.norm, cfg.backbone_weights, cfg.init)
+    if backbone_weights and pretrained:
+        uncovered = load_imagenet(body, preset["resnet"], backbone_weights)
     if cfg.unloaded_init == "glorot":
         glorot_init_(body, uncovered)
     backbone = BackboneWithFPN(body, {f"layer{k}": str(k - 1) for k in range(1, 5)}, list(preset["in_channels"]),
@@ -81,8 +89,9 @@ def build_model(cfg: Config) -> MaskRCNN:
         **detector,
     )
     model.transform = CanvasTransform(model.transform.image_mean, model.transform.image_std)
-    if cfg.box_loss != "torchvision" or cfg.rpn_crowd_negatives != "keep":
-        model.rpn = MatterportRPN.like(model.rpn, box_loss=cfg.box_loss, crowd_negatives=cfg.rpn_crowd_negatives)
+    if cfg.box_loss != "torchvision" or cfg.rpn_crowd_negatives != "keep" or cfg.proposal_selection != "per_level":
+        model.rpn = MatterportRPN.like(model.rpn, box_loss=cfg.box_loss, crowd_negatives=cfg.rpn_crowd_negatives,
+                                       proposal_selection=cfg.proposal_selection)
     rh = model.roi_heads
     if cfg.roi_level != "floor" or cfg.roi_align != "torchvision":
         rh.box_roi_pool, rh.mask_roi_pool = (MatterportRoIAlign(p.featmap_names, p.output_size[0], p.sampling_ratio,
@@ -105,4 +114,21 @@ def build_model(cfg: Config) -> MaskRCNN:
     # Everything but the ResNet feature extractor starts from Xavier (section 4), FPN included.
     for part in (model.backbone.fpn, model.rpn, model.roi_heads):
         xavier_init_(part)
+    if cfg.init is not None and pretrained:
+        load_detector(model, *detector_weights(cfg.init), new_predictors=cfg.init in COCO_INITS)
     return model
+
+
+def detector_weights(init: str) -> tuple[dict[str, Tensor], str]:
+    """(the state_dict, its description) of ``init``: torchvision's COCO file from the hub cache, a run folder's
+    weights (``RunDir.load_weights``) or a state_dict file."""
+    if init in COCO_INITS:
+        path, hint = coco_file(init)
+        return load_coco(path, hint), f"--init {init} ({path})"
+    path = Path(init)
+    fix = "pass --init coco, a Mask R-CNN state_dict file or a run folder"
+    if path.is_dir():
+        return RunDir(path).load_weights(fix).state, f"--init {path}"
+    if not path.is_file():
+        raise EdgeRCNNError(f"--init {init}: no such file or run folder; {fix}")
+    return read_weights(path, fix), f"--init {path}"

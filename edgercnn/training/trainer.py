@@ -40,7 +40,7 @@ from edgercnn.config.schedule import lr_at, stage_at
 #: Config keys a resumed run may change: where it runs and writes, not what it learns. ``data`` (the path) may
 #: change too: the dataset's fingerprint (``dataset_fingerprint``) is compared instead.
 RESUME_MAY_CHANGE = frozenset({"data", "device", "workers", "out_dir", "results_dir", "checkpoint_every", "eval_at_end", "eval_every",
-                               "eval_max_images", "eval_score_threshold", "detections_per_image", "backbone_weights",
+                               "eval_max_images", "eval_score_threshold", "detections_per_image", "backbone_weights", "init",
                                "experiment", "name", "world_size",
                                "eval_nms_threshold", "postprocess", "eval_images"})  # inference-only keys
 

@@ -1,0 +1,109 @@
+"""Where a model's weights start: the backbone's ImageNet file, torchvision's COCO-trained Mask R-CNN, or a file.
+
+The vocabulary of the ``backbone_weights`` and ``init`` config keys lives here with the rules that tie them to the
+architecture (checked by the config, applied by ``training.builder``):
+
+- ``backbone_weights: auto`` (the default) is the ImageNet file for the paper's backbones with frozen batch norm
+  (``IMAGENET_BACKBONES`` x ``PRETRAINED_NORMS``), random weights otherwise (the CPU presets: GroupNorm, ``small``);
+  ``none`` (None) is random weights, asked for explicitly.
+- ``init: coco`` starts the whole detector from torchvision's ``maskrcnn_resnet50_fpn`` COCO_V1 weights (the torch
+  hub cache, as torchvision's Penn-Fudan tutorial), box and mask predictors left new for the dataset's classes;
+  ``init: PATH`` from a Mask R-CNN state_dict file or a finished run folder (predictors kept when their shapes fit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
+
+from edgercnn.core.errors import EdgeRCNNError
+
+#: ``backbone_weights`` that resolves per backbone and norm (``resolve_backbone_weights``).
+AUTO = "auto"
+#: Backbones with an ImageNet file (``model.rcnn.IMAGENET_WEIGHTS``) that ``auto`` loads.
+IMAGENET_BACKBONES = ("resnet50", "resnet101")
+#: Norms meant for pretrained weights (``architecture.NORMS``; ``gn`` trains from random weights).
+PRETRAINED_NORMS = ("frozen_bn", "frozen_stats_bn")
+#: ``init`` names with a torchvision file in the torch hub cache. (``maskrcnn_resnet50_fpn_v2`` is another
+#: architecture: BatchNorm in the FPN and heads, a 4-conv box head, a 2-conv RPN; not built here.)
+COCO_INITS = {"coco": MaskRCNN_ResNet50_FPN_Weights.COCO_V1}
+#: The torchvision Mask R-CNN that ``coco`` fits: its backbone, norms and widths (``architecture.BACKBONES``).
+COCO_BACKBONE = "resnet50"
+#: Left new for the dataset's classes under COCO init (torchvision's tutorial replaces these two).
+PREDICTORS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
+
+
+def resolve_backbone_weights(backbone: str, norm: str, backbone_weights: str | None, init: str | None) -> str | None:
+    """The backbone file to load (``imagenet``, ``imagenet-resnet50``, a path) or None for random weights; None
+    under ``init`` too (the detector's file covers the backbone)."""
+    if init is not None:
+        return None
+    if backbone_weights == AUTO:
+        return "imagenet" if backbone in IMAGENET_BACKBONES and norm in PRETRAINED_NORMS else None
+    return backbone_weights
+
+
+def check_init(backbone: str, norm: str, backbone_weights: str | None, init: str | None, rpn_channels: int | None,
+               first_layers: str) -> str | None:
+    """A one-line problem with how the weights start, or None. A random paper backbone (``IMAGENET_BACKBONES``)
+    frozen by the first stage would train the heads on random features (and frozen batch norm from random weights
+    does not normalise): refused; a first stage training ``all`` layers asks for random weights explicitly."""
+    if init is not None:
+        if backbone_weights not in (AUTO, None):
+            return (f"init {init} and backbone_weights {backbone_weights}: the detector's weights cover the backbone; "
+                    "leave --backbone-weights unset")
+        if init in COCO_INITS and (backbone != COCO_BACKBONE or norm not in PRETRAINED_NORMS or rpn_channels):
+            return (f"init {init}: torchvision's COCO Mask R-CNN is a {COCO_BACKBONE} with frozen batch norm and a "
+                    f"256-channel RPN; got backbone {backbone}, norm {norm}, rpn_channels {rpn_channels}: pass "
+                    f"--backbone {COCO_BACKBONE} --norm frozen_bn (or leave --init unset)")
+        return None
+    weights = resolve_backbone_weights(backbone, norm, backbone_weights, init)
+    if weights is None and backbone in IMAGENET_BACKBONES and first_layers != "all":
+        return (f"backbone {backbone} from random weights (backbone_weights: none) with a first stage that trains "
+                f"only '{first_layers}': the frozen random ResNet would feed the heads random features; pass "
+                "--backbone-weights imagenet (the paper's) or --init coco, or start the stages with all layers "
+                "(stages: all:STEPS@LR,...) to train from random weights")
+    return None
+
+
+def coco_file(init: str) -> tuple[Path, str]:
+    """(the torch hub cache path of ``init``'s torchvision file, what to do when it is missing)."""
+    url = COCO_INITS[init].url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return path, f"download {url} to {path} (or pass --init PATH of a Mask R-CNN state_dict)"
+
+
+def load_coco(path: Path, hint: str) -> dict[str, Tensor]:
+    """torchvision's COCO state_dict at ``path`` (``weights_only``); one-line error naming ``hint`` otherwise."""
+    if not Path(path).is_file():
+        raise EdgeRCNNError(f"COCO weights not found at {path}: {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        raise EdgeRCNNError(f"{path}: not a readable torch state_dict ({err.__class__.__name__}); {hint}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise EdgeRCNNError(f"{path}: not a state_dict of weights; {hint}")
+    return state
+
+
+def load_detector(model: nn.Module, state: dict[str, Tensor], where: str, new_predictors: bool) -> list[str]:
+    """Copy ``state`` (a whole Mask R-CNN's) into ``model``. The box and mask predictors stay new when
+    ``new_predictors`` or when their shapes differ (other classes); every other key must be there with its shape,
+    else a one-line error naming ``where``. Returns the names left new."""
+    own = model.state_dict()
+    predictor = tuple(PREDICTORS)
+    kept = {k for k in own if k.startswith(predictor) and (new_predictors or k not in state
+                                                           or state[k].shape != own[k].shape)}
+    missing = sorted(k for k in own if k not in state and k not in kept and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state if k not in own and not k.startswith(predictor)
+                        and not k.endswith("num_batches_tracked"))  # a BatchNorm2d file into frozen batch norm
+    wrong = sorted(k for k in own if k in state and k not in kept and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        raise EdgeRCNNError(f"{where}: does not fit this model (missing {missing[:2]}, unexpected {unexpected[:2]}, "
+                            f"other shapes {wrong[:2]}); pass a Mask R-CNN of the same --backbone, --norm and "
+                            "--mask-size")
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in kept}, strict=False)
+    return sorted(kept)
