@@ -10,7 +10,7 @@ import torch
 from edgercnn.config import Config
 from edgercnn.data.sampling import StepBatchSampler, batch_keys
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.evaluation.evaluate import METRICS
+from edgercnn.evaluation.metrics import METRICS
 from edgercnn.experiments.pipeline import evaluate_run, train_and_evaluate
 from edgercnn.reporting.report import report
 from edgercnn.training.rundir import LOSS_COLUMNS

@@ -192,7 +192,7 @@ def train(
 ) -> None:
     """Train Mask R-CNN with the Edge Agreement Loss (or the baseline), then evaluate it."""
     from edgercnn.config import load_config
-    from edgercnn.evaluation.evaluate import metric_summary
+    from edgercnn.evaluation.metrics import metric_summary
     from edgercnn.experiments.pipeline import train_and_evaluate
 
     with user_errors(debug):
@@ -243,7 +243,8 @@ def evaluate(
 ) -> None:
     """COCO segm/boundary/bbox AP and the mean validation mask loss of a run (writes metrics.json, detections.json
     and, for a finished run on the whole val split, the per-seed results CSV), or the AP of any detections file."""
-    from edgercnn.experiments.pipeline import evaluate_run, score_detections
+    from edgercnn.evaluation.scoring import score_detections
+    from edgercnn.experiments.pipeline import evaluate_run
 
     with user_errors(debug):
         if detections is not None:

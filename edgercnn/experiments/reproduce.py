@@ -22,7 +22,7 @@ from edgercnn.config import Config, config_from_dict
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.data.manifest import MANIFEST, manifest_name
 from edgercnn.data.shapes import make_shapes
-from edgercnn.evaluation.evaluate import HEADLINE_METRICS, higher_is_better, metric_label
+from edgercnn.evaluation.metrics import HEADLINE_METRICS, higher_is_better, metric_label, presentation, with_direction
 from edgercnn.experiments import budget
 from edgercnn.experiments.runner import Executor, run_all, run_state
 from edgercnn.reporting import verdict
@@ -106,7 +106,7 @@ def _print_comparison(table: pd.DataFrame, reference: Path, console: Console) ->
     for col in ("config", "metric", "yours", "reference", "reference range", "p", "verdict"):
         t.add_column(col, justify="left" if col in ("config", "metric", "verdict") else "right")
     for r in table.itertuples():
-        d = 4 if r.metric.startswith("val_loss") else 1
+        d = presentation(r.metric).digits
         t.add_row(r.config, r.metric, f"{r.ours:.{d}f} ± {r.ours_std:.{d}f}", f"{r.reference:.{d}f} ± "
                   f"{r.reference_std:.{d}f}", f"{r.reference_min:.{d}f}–{r.reference_max:.{d}f}", f"{r.p:.2f}",
                   "within the seed spread" if r.consistent else "differs (p < 0.05)")
@@ -216,7 +216,7 @@ def print_verdicts(ours: Path, console: Console, quick: bool = False) -> pd.Data
     title = ("Quick check, one paired seed: the direction the full run tests, not a verdict (run without --quick "
              "for one)" if quick else "Verdict (Welch's test over seeds, 95 % CI, helps/hurts at p < 0.05)")
     console.print(title, style="bold", highlight=False)
-    labels = {m: metric_label(m) + ("" if higher_is_better(m) else " (lower is better)") for m in COMPARE_METRICS}
+    labels = {m: with_direction(metric_label(m), m) for m in COMPARE_METRICS}
     for line in verdict.verdict_lines(table, labels):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     return table

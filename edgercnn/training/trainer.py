@@ -29,7 +29,8 @@ from edgercnn.data.sampling import StepBatchSampler
 from edgercnn.training import distributed
 from edgercnn.core.errors import EdgeRCNNError, os_error_message, worker_errors
 from edgercnn.core.io import check_writable
-from edgercnn.evaluation.evaluate import evaluate_model, metric_summary
+from edgercnn.evaluation.evaluate import evaluate_model
+from edgercnn.evaluation.metrics import metric_summary
 from edgercnn.model.rcnn import set_trainable
 from edgercnn.training.builder import build_model
 from edgercnn.model.optim import build_optimizer
