@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 from edgercnn.evaluation.cityscapesmetrics import gt_folder
 from edgercnn.evaluation.scoring import score_results
 from edgercnn.config import Config
-from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
+from edgercnn.build.dataset import build_dataset
+from edgercnn.data.dataset import collate, report_skipped, warn_if_empty
 from edgercnn.data.transforms import to_original
 from edgercnn.core.errors import EdgeRCNNError, worker_errors
 from edgercnn.core.io import atomic_write_json
@@ -61,10 +62,7 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
     """The metrics dict (``scoring.score_results``: COCO, Cityscapes on Cityscapes, ``val_loss_mask``,
     ``val_images``) and the COCO results list of ``model`` on the val split."""
     console = console or Console(stderr=True)
-    dataset = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False,
-                                  max_images=max_images if max_images is not None else cfg.eval_max_images,
-                                  strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim,
-                                  annotated_only=cfg.eval_images == "annotated")
+    dataset = build_dataset(cfg, "val", "eval", max_images=max_images)
     if len(dataset) == 0:  # NaN metrics are not a result: no metrics, no result CSV
         which = " with annotations" if cfg.eval_images == "annotated" else ""
         raise EdgeRCNNError(f"{cfg.data}: the val split has no images{which}; nothing to evaluate (no metrics or result CSV written); add val images (re-run "

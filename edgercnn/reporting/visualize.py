@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
+from edgercnn.build.dataset import build_dataset
 from edgercnn.config import Config
 from edgercnn.config.values import is_none
 from edgercnn.data.dataset import CocoInstanceDataset
@@ -100,9 +101,8 @@ def check_same_data(runs: list[LoadedRun], data: Path | str) -> None:
 
 # ---------------------------------------------------------------------------------------------------- data
 def open_dataset(data: Path | str, split: str, cfg: Config) -> CocoInstanceDataset:
-    """The split on ``cfg``'s canvas (size and resize mode, no flips), as evaluation reads it."""
-    return CocoInstanceDataset(data, split, canvas=tuple(cfg.canvas), train=False, resize=cfg.resize,
-                               min_dim=cfg.resize_min_dim)
+    """The split of ``data`` on ``cfg``'s canvas (size and resize mode, no flips, every image)."""
+    return build_dataset(dataclasses.replace(cfg, data=str(data)), split, "view")
 
 
 def check_image_id(dataset: CocoInstanceDataset, image_id: int) -> int:
