@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.evaluation.evaluate import evaluate_model, save_detections
 from edgercnn.evaluation.metrics import metric_names
 from edgercnn.core.io import atomic_write_json
-from edgercnn.training.builder import build_model
+from edgercnn.training import runmodel as run_model
 from edgercnn.reporting.results import write_result
 from edgercnn.training.rundir import RunDir
 from edgercnn.training.trainer import Trainer, resolve_device
@@ -29,17 +29,16 @@ def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_image
     if not run.config_file.is_file():
         run.load_config()  # the one-line "not a run folder" error, before a lock file is made there
     with run.lock():  # re-entrant: train_and_evaluate holds it already; another process gets one line
-        cfg = dataclasses.replace(run.load_config(), backbone_weights=None)  # the run's own weights replace them
-        dev = resolve_device(device or cfg.device)
-        if not run.checkpoint.is_file():
-            raise EdgeRCNNError(f"{run}: no {run.checkpoint.name}; train the run first (edgercnn train)")
-        weights = run.load_weights(f"delete it to evaluate {run.checkpoint.name} instead (the weights of the last "
-                                   "checkpoint)")
-        state, steps, wall = weights.state, int(weights.step), float(weights.wall_time_s)
+        dev = resolve_device(device or run.load_config().device)
+        loaded = run_model.load_run_model(run, f"delete it to evaluate {run.checkpoint.name} instead (the weights "
+                                                "of the last checkpoint)")
+        cfg, weights = loaded.cfg, loaded.weights
+        # model_final.pt alone (no checkpoint.pt): training finished; its wall time is not known
+        steps = int(weights.step) if weights.step is not None else cfg.total_steps()
+        wall = float(weights.wall_time_s) if weights.wall_time_s is not None else math.nan
         if not weights.final and steps < cfg.total_steps():
             console.print(f"[yellow]{run}: training did not finish; evaluating the checkpoint at step {steps}")
-        model = build_model(cfg).to(dev)
-        model.load_state_dict(state)
+        model = loaded.model.to(dev)
         if max_images is not None and max_images < 1:
             raise EdgeRCNNError(f"--max-images {max_images}: must be >= 1 (or left out for the whole val split)")
         metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)

@@ -24,7 +24,8 @@ from edgercnn.data.manifest import MANIFEST, manifest_name
 from edgercnn.data.shapes import make_shapes
 from edgercnn.evaluation.metrics import HEADLINE_METRICS, higher_is_better, metric_label, presentation, with_direction
 from edgercnn.experiments import budget
-from edgercnn.experiments.runner import Executor, run_all, run_state
+from edgercnn.experiments.runner import Executor, run_all
+from edgercnn.experiments.runs import run_state
 from edgercnn.reporting import verdict
 from edgercnn.reporting.report import report
 from edgercnn.reporting.results import SeedResult, has_runs, load_curves, load_runs
