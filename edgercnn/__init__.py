@@ -1,12 +1,6 @@
 """edgercnn: the Edge Agreement Loss (Zimmermann & Siems) for torchvision's Mask R-CNN."""
 
-import importlib
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("edgercnn")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from edgercnn.core.version import __version__
 
 __all__ = ["__version__", "add_edge_loss"]
 
@@ -14,7 +8,7 @@ __all__ = ["__version__", "add_edge_loss"]
 def __getattr__(name: str):
     """``edgercnn.add_edge_loss`` on first use, so that ``import edgercnn`` (the CLI, ``__version__``) stays light."""
     if name == "add_edge_loss":
-        # importlib, not an import statement: this facade sits above every layer, but data.manifest and others
-        # import it for __version__, so a static import here would read (lint-imports) as data -> model
-        return importlib.import_module("edgercnn.model.edge_head").add_edge_loss
+        from edgercnn.model.edge_head import add_edge_loss
+
+        return add_edge_loss
     raise AttributeError(f"module 'edgercnn' has no attribute {name!r}")

@@ -14,7 +14,8 @@ from edgercnn.model.architecture import BACKBONES, NORMS
 from edgercnn.cli.prepare import app as prepare_app
 from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, parse_canvas, parse_filters
 from edgercnn.core.commands import format_command
-from edgercnn.core.errors import EdgeRCNNError, user_errors
+from edgercnn.cli.errors import user_errors
+from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
 from edgercnn.model.optim import OPTIMIZERS
 from edgercnn.experiments.reproduce import DATASETS
@@ -211,7 +212,8 @@ def recipes(
     debug: Debug = False,
 ) -> None:
     """List the packaged recipes (presets of config keys for `train --recipe`), show one, or diff two."""
-    from edgercnn.config.recipes import print_recipe, print_recipe_diff, print_recipes
+    from edgercnn.config.recipediff import print_recipe_diff
+    from edgercnn.config.recipes import print_recipe, print_recipes
 
     with user_errors(debug):
         if diff is not None and name is None:

@@ -25,6 +25,7 @@ from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_
 from edgercnn.data.dataset import EVAL_IMAGES
 from edgercnn.data.transforms import RESIZE_MODES
 from edgercnn.model.optim import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES
+from edgercnn.config.recipes import recipe_names, recipe_values  # the recipe vocabulary is the packaged files
 from edgercnn.config.schedule import paper_stages, scale_steps
 from edgercnn.config.values import format_filters, normalize
 
@@ -216,8 +217,6 @@ class Config:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}; choose {', '.join(allowed)}")
         if self.recipe is not None:
-            from edgercnn.config.recipes import recipe_names  # the recipe vocabulary is the packaged files
-
             if self.recipe not in recipe_names():
                 raise ConfigError(f"recipe: got {self.recipe!r}; choose {', '.join(recipe_names())} "
                                   "(edgercnn recipes lists them)")
@@ -342,8 +341,6 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
     values = dict(values)
     if values.get("recipe") is not None:  # the recipe's values under every key given here
-        from edgercnn.config.recipes import recipe_values
-
         values = {**recipe_values(values["recipe"]), **values}
     return Config(**normalize(values))  # text forms (filters: none, canvas: 1024x800, ...) read by their owner
 
