@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from edgercnn.evaluation.cityscapesmetrics import gt_folder
 from edgercnn.evaluation.scoring import score_results
 from edgercnn.config import Config
-from edgercnn.build.dataset import build_dataset
+from edgercnn.builders.dataset import build_dataset
 from edgercnn.data.dataset import collate, report_skipped, warn_if_empty
 from edgercnn.data.transforms import to_original
 from edgercnn.core.errors import EdgeRCNNError, worker_errors

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from edgercnn.build.dataset import build_dataset
+from edgercnn.builders.dataset import build_dataset
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.data.coco_json import read_coco_json

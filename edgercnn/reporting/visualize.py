@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
-from edgercnn.build.dataset import build_dataset
+from edgercnn.builders.dataset import build_dataset
 from edgercnn.config import Config
 from edgercnn.config.values import is_none
 from edgercnn.data.dataset import CocoInstanceDataset

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from edgercnn.training.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint, write_weights
 from edgercnn.config import Config
 from edgercnn.core.commands import invoked_command
-from edgercnn.build.dataset import build_dataset
+from edgercnn.builders.dataset import build_dataset
 from edgercnn.data.dataset import collate, report_skipped, warn_if_empty
 from edgercnn.data.manifest import dataset_fingerprint, load_manifest
 from edgercnn.data.sampling import StepBatchSampler
