@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from edgercnn.core.version import __version__
+import edgercnn
 from edgercnn.config import Config
 from edgercnn.config.values import format_value
 from edgercnn.core.errors import EdgeRCNNError
@@ -112,7 +112,7 @@ def write_result(cfg: Config, run: RunDir, metrics: dict[str, Any], metric_names
         "val_images": metrics.get("val_images"), "data_fingerprint": data_fingerprint or "",
         "steps": steps, "wall_time_s": round(wall_time_s, 2),
         "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
-        "edgercnn_version": __version__, "git_commit": git_commit(), "command": command,
+        "edgercnn_version": edgercnn.__version__, "git_commit": git_commit(), "command": command,
     })
     out = SeedResult.of(cfg)
     atomic_write_text(out.losses, run.loss_csv_text(steps))  # checked: steps 1..steps, complete and numeric
