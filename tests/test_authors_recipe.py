@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config, load_config
-from edgercnn.config.recipes import recipe_diff
+from edgercnn.config.recipediff import recipe_diff
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
 from edgercnn.data.dataset import CocoInstanceDataset

@@ -17,7 +17,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
-from edgercnn.evaluation.cocometrics import IOU_TYPES, METRIC_NAMES, METRICS, coco_metrics
+from edgercnn.evaluation.cocometrics import coco_metrics
+from edgercnn.evaluation.metrics import COCO_METRICS as METRICS, IOU_TYPES, METRIC_NAMES
 from edgercnn.core.errors import EdgeRCNNError
 
 CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "disk"}]
@@ -276,3 +277,15 @@ def test_boundary_width_follows_the_image_diagonal():
         d = shift(g, 1, 0)
         expected = min(iou(g, d), iou(boundary(g), boundary(d)))
         assert library_iou(*one_pair(g, d), "boundary") == pytest.approx(expected)
+
+
+def test_one_presentation_table_covers_every_metric():
+    """Every metric an evaluation records has one row of presentation; only the val loss is lower-is-better."""
+    from edgercnn.evaluation.metrics import (CITYSCAPES_METRICS, METRICS as ALL, PRESENTATION, metric_summary,
+                                             with_direction)
+
+    assert set(ALL) | set(CITYSCAPES_METRICS) == set(PRESENTATION)
+    assert [m for m in PRESENTATION if not PRESENTATION[m].higher_is_better] == ["val_loss_mask"]
+    assert with_direction("x", "val_loss_mask") == "x (lower is better)" and with_direction("x", "segm_AP") == "x"
+    assert metric_summary({"segm_AP": 62.64, "val_loss_mask": 0.15661}) == "segm AP 62.6 val mask loss 0.1566"
+    assert metric_summary({"segm_AP": 62.644}, digits=2) == "segm AP 62.64"

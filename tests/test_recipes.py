@@ -329,7 +329,7 @@ def test_official_cityscapes_ap_depends_on_the_score_order(cs_root):
 
 def test_eval_detections_on_cityscapes_reports_the_official_metric(cs_root, tmp_path):
     from edgercnn.data.cityscapes import convert_cityscapes
-    from edgercnn.evaluation.evaluate import METRICS, metric_names
+    from edgercnn.evaluation.metrics import METRICS, metric_names
 
     convert_cityscapes(cs_root, progress=False, workers=1)
     gt = json.loads((cs_root / "edgercnn/instances_val.json").read_text())

@@ -203,3 +203,19 @@ def test_a_unique_prefix_names_an_experiment():
     assert Experiment.load("table1").name == Experiment.load("table1_filters").name
     with pytest.raises(EdgeRCNNError, match=r"matches several experiments \(table1_filters, table2_p"):
         Experiment.load("table")  # ambiguous: the candidates are named
+
+
+def test_reuse_is_a_run_state(tmp_path):
+    """Sweep's reuse is a state of the one vocabulary: a result of an identical run elsewhere, unless done."""
+    from edgercnn.experiments.runs import RUN_STATES, run_state
+
+    cfg = Config(experiment="b", name="baseline", seed=0, out_dir=str(tmp_path / "runs"),
+                 results_dir=str(tmp_path / "results"))
+    source = SeedResult(tmp_path / "results", "a", "baseline", 0)
+    assert run_state(cfg, source) == "new"
+    source.csv.parent.mkdir(parents=True)
+    source.csv.write_text("segm_AP\n1.0\n")
+    assert run_state(cfg, source) == "reuse" and "reuse" in RUN_STATES
+    SeedResult.of(cfg).csv.parent.mkdir(parents=True)
+    SeedResult.of(cfg).csv.write_text("segm_AP\n1.0\n")
+    assert run_state(cfg, source) == "done"

@@ -10,8 +10,9 @@ import torch
 from edgercnn.config import Config
 from edgercnn.data.sampling import StepBatchSampler, batch_keys
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.evaluation.evaluate import METRICS
+from edgercnn.evaluation.metrics import METRICS
 from edgercnn.experiments.pipeline import evaluate_run, train_and_evaluate
+from edgercnn.experiments.runs import run_state
 from edgercnn.reporting.report import report
 from edgercnn.training.rundir import LOSS_COLUMNS
 from edgercnn.training.trainer import Trainer
@@ -64,6 +65,11 @@ def test_end_to_end_train_eval_csv_report(tiny_shapes, tmp_path):
     assert df.loc[0, "val_loss_mask"] > 0 and df.loc[0, "val_images"] == 3
     assert (csv_path.parent / "seed-0-losses.csv").is_file() and (csv_path.parent / "seed-0.config.yaml").is_file()
     assert (run_dir / "detections.json").is_file()
+    # model_final.pt alone (checkpoint.pt gone) is a trained run: run_state and evaluate_run agree on it
+    run.checkpoint.unlink()
+    csv_path.unlink()
+    assert run_state(cfg) == "evaluate"
+    assert evaluate_run(run)[1] == csv_path and pd.read_csv(csv_path).loc[0, "steps"] == 4
     # The baseline beside it, then the report over both.
     train_and_evaluate(tiny_cfg(tiny_shapes, tmp_path, filters=[], steps=4), command="pytest e2e")
     result = report(tmp_path / "results" / "tiny", fmt="csv")

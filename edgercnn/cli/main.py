@@ -14,7 +14,8 @@ from edgercnn.model.architecture import BACKBONES, NORMS
 from edgercnn.cli.prepare import app as prepare_app
 from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, parse_canvas, parse_filters, parse_weights
 from edgercnn.core.commands import format_command
-from edgercnn.core.errors import EdgeRCNNError, user_errors
+from edgercnn.cli.errors import user_errors
+from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
 from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, MASK_TERMS
 from edgercnn.model.optim import OPTIMIZERS
@@ -214,7 +215,7 @@ def train(
 ) -> None:
     """Train Mask R-CNN with the Edge Agreement Loss (or the baseline), then evaluate it."""
     from edgercnn.config import load_config
-    from edgercnn.evaluation.evaluate import metric_summary
+    from edgercnn.evaluation.metrics import metric_summary
     from edgercnn.experiments.pipeline import train_and_evaluate
 
     with user_errors(debug):
@@ -233,7 +234,8 @@ def recipes(
     debug: Debug = False,
 ) -> None:
     """List the packaged recipes (presets of config keys for `train --recipe`), show one, or diff two."""
-    from edgercnn.config.recipes import print_recipe, print_recipe_diff, print_recipes
+    from edgercnn.config.recipediff import print_recipe_diff
+    from edgercnn.config.recipes import print_recipe, print_recipes
 
     with user_errors(debug):
         if diff is not None and name is None:
@@ -265,7 +267,8 @@ def evaluate(
 ) -> None:
     """COCO segm/boundary/bbox AP and the mean validation mask loss of a run (writes metrics.json, detections.json
     and, for a finished run on the whole val split, the per-seed results CSV), or the AP of any detections file."""
-    from edgercnn.experiments.pipeline import evaluate_run, score_detections
+    from edgercnn.evaluation.scoring import score_detections
+    from edgercnn.experiments.pipeline import evaluate_run
 
     with user_errors(debug):
         if detections is not None:

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgercnn.core.errors import EdgeRCNNError, os_error_message, user_errors
+from edgercnn.cli.errors import user_errors
+from edgercnn.core.errors import EdgeRCNNError, os_error_message
 
 app = typer.Typer(help="Download/convert a dataset to the edgercnn layout (images + COCO JSON + manifest.json).",
                   no_args_is_help=True)

@@ -28,6 +28,7 @@ from edgercnn.data.dataset import EVAL_IMAGES
 from edgercnn.data.transforms import RESIZE_MODES
 from edgercnn.model.pretrained import check_init
 from edgercnn.model.optim import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES
+from edgercnn.config.recipes import check_recipe, recipe_values  # the recipe vocabulary is the packaged files
 from edgercnn.config.schedule import paper_stages, scale_steps
 from edgercnn.config.values import format_filters, format_terms, normalize
 
@@ -236,8 +237,6 @@ class Config:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}; choose {', '.join(allowed)}")
         if self.recipe is not None:
-            from edgercnn.config.recipes import check_recipe  # the recipe vocabulary is the packaged files
-
             check_recipe(self.recipe)
         for key in ("head_classes", "max_gt_instances"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
@@ -364,8 +363,6 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_field_names()))}")
     values = dict(values)
     if values.get("recipe") is not None:  # the recipe's values under every key given here
-        from edgercnn.config.recipes import recipe_values
-
         values = {**recipe_values(values["recipe"]), **values}
     return Config(**normalize(values))  # text forms (filters: none, canvas: 1024x800, ...) read by their owner
 

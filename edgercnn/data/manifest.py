@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgercnn import __version__
+from edgercnn.core.version import __version__
 from edgercnn.core.commands import running_command
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.core.io import atomic_write_text

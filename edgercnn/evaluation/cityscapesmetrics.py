@@ -21,9 +21,8 @@ import pycocotools.mask as mask_util
 from PIL import Image
 
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.evaluation.metrics import CITYSCAPES_METRICS  # the script's allAp and allAp50% on the 0–100 scale
 
-#: Metric columns: the script's ``allAp`` and ``allAp50%`` on the 0–100 scale.
-CITYSCAPES_METRICS = ("cityscapes_AP", "cityscapes_AP50")
 _FIX = "re-run edgercnn prepare cityscapes (it records the gtFine folder) with the gtFine instanceIds PNGs in place"
 
 

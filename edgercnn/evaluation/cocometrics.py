@@ -1,6 +1,6 @@
 """COCO metrics of a results list against ground truth: segm, bbox and Boundary AP via faster-coco-eval.
 
-This module owns the metric vocabulary (``METRICS``). faster-coco-eval gives the same segm/bbox numbers as
+The metric names and their presentation live in ``edgercnn.evaluation.metrics``. faster-coco-eval gives the same segm/bbox numbers as
 pycocotools (tests/test_cocometrics.py checks it) and adds iouType="boundary": Boundary AP of Cheng et al.,
 "Boundary IoU", CVPR 2021, where a detection's IoU with a non-crowd ground truth is min(mask IoU, boundary
 IoU), the boundary of a mask being its pixels within d = round(0.02 × image diagonal) pixels (at least 1) of
@@ -17,11 +17,7 @@ import faster_coco_eval.core.mask as mask_utils
 from faster_coco_eval import COCO, COCOeval_faster
 
 from edgercnn.core.errors import EdgeRCNNError
-
-METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
-IOU_TYPES = ("segm", "bbox", "boundary")
-METRICS = tuple(f"{kind}_{name}" for kind in IOU_TYPES for name in METRIC_NAMES)
-SEGM_METRICS, BBOX_METRICS, BOUNDARY_METRICS = (tuple(f"{kind}_{n}" for n in METRIC_NAMES) for kind in IOU_TYPES)
+from edgercnn.evaluation.metrics import IOU_TYPES, METRIC_NAMES
 BOUNDARY_DILATION_RATIO = 0.02  # Cheng et al.'s d / image diagonal, as in their COCO evaluation
 
 

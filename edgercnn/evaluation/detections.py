@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from pycocotools import mask as mask_utils
 
-from edgercnn.evaluation.cocometrics import IOU_TYPES
+from edgercnn.evaluation.metrics import IOU_TYPES
 from edgercnn.core.errors import EdgeRCNNError
 
 FORMAT = "a JSON list of {image_id, category_id, score, bbox [x, y, w, h] and/or segmentation}"

@@ -1,4 +1,4 @@
-"""Evaluation: inference on the val split → COCO results JSON → segm/bbox/boundary AP + mean val mask loss.
+"""Evaluation: inference on the val split → COCO results JSON → every metric (``scoring.score_results``).
 
 Predictions come out at canvas resolution; they are mapped back to the original image by the inverse of the data
 pipeline's canvas mapping (``edgercnn.data.transforms.to_original``) before scoring against the original
@@ -18,51 +18,17 @@ from rich.console import Console
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from edgercnn.evaluation.cityscapesmetrics import CITYSCAPES_METRICS, cityscapes_metrics, gt_folder
-from edgercnn.evaluation.cocometrics import METRICS as COCO_METRICS, coco_metrics
+from edgercnn.evaluation.cityscapesmetrics import gt_folder
+from edgercnn.evaluation.scoring import score_results
 from edgercnn.config import Config
-from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
+from edgercnn.builders.dataset import build_dataset
+from edgercnn.data.dataset import collate, report_skipped, warn_if_empty
 from edgercnn.data.transforms import to_original
 from edgercnn.core.errors import EdgeRCNNError, worker_errors
 from edgercnn.core.io import atomic_write_json
 
 NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm,
               torch.nn.LayerNorm)
-#: What an evaluation measures: COCO segm/bbox/boundary AP (``edgercnn.evaluation.cocometrics``) and the paper's mask-quality
-#: measure, the mean mask loss on val data.
-METRICS = (*COCO_METRICS, "val_loss_mask")
-#: Lower is better for these (the val mask loss); higher for every AP.
-LOSS_METRICS = tuple(m for m in METRICS if m.startswith("val_loss"))
-#: The headline number of each measure: mask, boundary and box AP and the val mask loss. What runs are compared on
-#: (speed-up, the reference comparison, convergence plots) and what the one-line summaries print.
-HEADLINE_METRICS = ("segm_AP", "boundary_AP", "bbox_AP", *LOSS_METRICS)
-#: What each evaluation during training records (``evals.csv``, convergence curves): the headlines and segm AP50/75.
-TRAINING_METRICS = ("segm_AP", "segm_AP50", "segm_AP75", "boundary_AP", "bbox_AP", *LOSS_METRICS)
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric not in LOSS_METRICS
-
-
-def metric_label(metric: str) -> str:
-    """A metric in words: ``segm AP``, ``boundary AP``, ``val mask loss``."""
-    if metric in LOSS_METRICS:  # val_loss_mask → val mask loss
-        split, what, *of = metric.split("_")
-        return " ".join([split, *of, what])
-    return metric.replace("_", " ")
-
-
-def metric_summary(metrics: dict[str, Any], digits: int = 1, sep: str = " ") -> str:
-    """The headline metrics of an evaluation on one line: ``segm AP 62.6 boundary AP 37.7 ... val mask loss 0.1566``
-    (a loss with 4 decimals)."""
-    return sep.join(f"{metric_label(m)} {metrics[m]:.{4 if m in LOSS_METRICS else digits}f}"
-                    for m in HEADLINE_METRICS if m in metrics)
-
-
-def metric_names(metrics: dict[str, Any]) -> tuple[str, ...]:
-    """The result-CSV metric columns of an evaluation: ``METRICS``, plus the official Cityscapes ones
-    (``cityscapesmetrics.CITYSCAPES_METRICS``) when it was on a Cityscapes dataset."""
-    return METRICS + tuple(m for m in CITYSCAPES_METRICS if m in metrics)
 
 
 def coco_results(image_id: int, pred: dict[str, Any], label_to_cat_id: dict[int, int]) -> list[dict[str, Any]]:
@@ -93,13 +59,10 @@ def loss_mode(model: torch.nn.Module) -> None:
 def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
                    max_images: int | None = None, console: Console | None = None,
                    show_progress: bool = True) -> tuple[dict[str, float], list]:
-    """Metrics dict (COCO + ``val_loss_mask``, + ``CITYSCAPES_METRICS`` on Cityscapes) and the COCO results list
-    of ``model`` on the val split."""
+    """The metrics dict (``scoring.score_results``: COCO, Cityscapes on Cityscapes, ``val_loss_mask``,
+    ``val_images``) and the COCO results list of ``model`` on the val split."""
     console = console or Console(stderr=True)
-    dataset = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False,
-                                  max_images=max_images if max_images is not None else cfg.eval_max_images,
-                                  strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim,
-                                  annotated_only=cfg.eval_images == "annotated")
+    dataset = build_dataset(cfg, "val", "eval", max_images=max_images)
     if len(dataset) == 0:  # NaN metrics are not a result: no metrics, no result CSV
         which = " with annotations" if cfg.eval_images == "annotated" else ""
         raise EdgeRCNNError(f"{cfg.data}: the val split has no images{which}; nothing to evaluate (no metrics or result CSV written); add val images (re-run "
@@ -129,12 +92,8 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
             progress.advance(task, len(images))
     torch.set_rng_state(rng)
     model.train(was_training)
-    metrics = coco_metrics(dataset.coco.dataset, results, dataset.ids)
-    gt_dir = gt_folder(dataset.manifest, "val")
-    if gt_dir is not None:  # a Cityscapes dataset: the official metric too
-        metrics.update(cityscapes_metrics(dataset.coco.dataset, results, dataset.ids, gt_dir))
-    metrics["val_loss_mask"] = float(np.mean(mask_losses)) if mask_losses else math.nan
-    metrics["val_images"] = len(dataset)
+    metrics = score_results(dataset.coco.dataset, results, dataset.ids, gt_folder(dataset.manifest, "val"),
+                            val_loss_mask=float(np.mean(mask_losses)) if mask_losses else math.nan)
     return metrics, results
 
 

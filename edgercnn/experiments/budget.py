@@ -7,23 +7,24 @@ actual data, timed with the thread count each parallel job will get (``calibrate
 
 from __future__ import annotations
 
+import csv
 import math
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
+from edgercnn.builders.dataset import build_dataset
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.data.coco_json import read_coco_json
-from edgercnn.data.dataset import CocoInstanceDataset, collate
 from edgercnn.data.manifest import load_manifest, split_paths
 from edgercnn.evaluation.evaluate import evaluate_model
-from edgercnn.model.optim import build_optimizer
-from edgercnn.training.builder import build_model
-from edgercnn.training.trainer import resolve_config, resolve_device, train_dataset
+from edgercnn.training.trainer import Trainer
 
 #: Canvas sides are multiples of this (the FPN's coarsest stride, so no feature map is rounded).
 CANVAS_MULTIPLE = 32
@@ -62,42 +63,30 @@ class Timing:
 
 def calibrate(cfg: Config, threads: int, steps: int = 6, eval_images: int = 4) -> Timing:
     """Time ``steps`` training steps (after 2 untimed ones) and the evaluation of ``eval_images`` val images of
-    ``cfg``'s model on its data with ``threads`` torch threads, on ``cfg.device`` (a GPU recipe is timed on the
-    GPU); the evaluation time is scaled to the val split."""
-    cfg = resolve_config(replace(cfg, workers=0))
-    device = resolve_device(cfg.device)
+    ``cfg``'s model on its data with ``threads`` torch threads; the evaluation time is scaled to the val split.
+
+    The steps are the trainer's own (``Trainer.run``: its optimizer, loader, schedule and loss code, timed as it
+    logs ``step_time_s``), in a throw-away run folder."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg).to(device)
-        optimizer = build_optimizer(cfg.optimizer, model, float(cfg.resolved_stages()[0]["lr"]), cfg.momentum,
-                                    cfg.weight_decay, cfg.weight_decay_mode)
-        dataset = train_dataset(cfg)
-        if len(dataset) == 0:
-            raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
-        model.train()
-        times = []
-        for i in range(steps + 2):
-            batch = [dataset[(i * cfg.batch_size + k) % len(dataset)] for k in range(cfg.batch_size)]
-            images, targets = collate(batch)
-            images = [im.to(device) for im in images]
-            targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
-            _sync(device)
-            t0 = time.perf_counter()
-            loss = sum(model(images, targets).values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        val = CocoInstanceDataset(cfg.data, "val", canvas=tuple(cfg.canvas), train=False)
-        t0 = time.perf_counter()
-        evaluate_model(model, cfg, device, max_images=min(eval_images, len(val)), show_progress=False)
-        eval_s = (time.perf_counter() - t0) / max(1, min(eval_images, len(val))) * len(val)
+        with tempfile.TemporaryDirectory(prefix="edgercnn-calibrate-") as tmp:
+            probe = replace(cfg, workers=0, out_dir=tmp, results_dir=tmp, eval_at_end=False, eval_every=0)
+            trainer = Trainer(probe, console=Console(quiet=True), command="calibrate")
+            try:
+                result = trainer.run(stop_after=steps + 2)
+                with result.run.losses.open(newline="") as handle:
+                    times = [float(row["step_time_s"]) for row in csv.DictReader(handle)]
+                val = build_dataset(trainer.cfg, "val", "eval")
+                n = min(eval_images, len(val))
+                t0 = time.perf_counter()
+                evaluate_model(trainer.model, trainer.cfg, trainer.device, max_images=n, show_progress=False)
+                eval_s = (time.perf_counter() - t0) / max(1, n) * len(val)
+            finally:
+                trainer.close()
     finally:
         torch.set_num_threads(before)
-    return Timing(step_s=statistics.median(times[2:]), eval_s=eval_s)
+    return Timing(step_s=statistics.median(times[2:] or times), eval_s=eval_s)
 
 
 def _sync(device: torch.device) -> None:

@@ -1,23 +1,19 @@
-"""Run-level orchestration: train → evaluate → per-seed result CSV; evaluate a run folder or any detections file."""
+"""Run-level orchestration: train → evaluate → per-seed result CSV; evaluate a run folder."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
-from edgercnn.evaluation.cocometrics import coco_metrics
 from edgercnn.config import Config
-from edgercnn.data.coco_json import read_coco_json
-from edgercnn.data.manifest import load_manifest, split_paths
-from edgercnn.evaluation.detections import load_detections, scorable_kinds
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
-from edgercnn.evaluation.evaluate import evaluate_model, metric_names, save_detections
+from edgercnn.evaluation.evaluate import evaluate_model, save_detections
+from edgercnn.evaluation.metrics import metric_names
 from edgercnn.core.io import atomic_write_json
-from edgercnn.training.builder import build_model
+from edgercnn.training import runmodel as run_model
 from edgercnn.reporting.results import write_result
 from edgercnn.training.rundir import RunDir
 from edgercnn.training.trainer import Trainer, resolve_device
@@ -33,17 +29,16 @@ def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_image
     if not run.config_file.is_file():
         run.load_config()  # the one-line "not a run folder" error, before a lock file is made there
     with run.lock():  # re-entrant: train_and_evaluate holds it already; another process gets one line
-        cfg = run.load_config()
-        dev = resolve_device(device or cfg.device)
-        if not run.checkpoint.is_file():
-            raise EdgeRCNNError(f"{run}: no {run.checkpoint.name}; train the run first (edgercnn train)")
-        weights = run.load_weights(f"delete it to evaluate {run.checkpoint.name} instead (the weights of the last "
-                                   "checkpoint)")
-        state, steps, wall = weights.state, int(weights.step), float(weights.wall_time_s)
+        dev = resolve_device(device or run.load_config().device)
+        loaded = run_model.load_run_model(run, f"delete it to evaluate {run.checkpoint.name} instead (the weights "
+                                                "of the last checkpoint)")
+        cfg, weights = loaded.cfg, loaded.weights
+        # model_final.pt alone (no checkpoint.pt): training finished; its wall time is not known
+        steps = int(weights.step) if weights.step is not None else cfg.total_steps()
+        wall = float(weights.wall_time_s) if weights.wall_time_s is not None else math.nan
         if not weights.final and steps < cfg.total_steps():
             console.print(f"[yellow]{run}: training did not finish; evaluating the checkpoint at step {steps}")
-        model = build_model(cfg, pretrained=False)  # the run's own weights replace them.to(dev)
-        model.load_state_dict(state)
+        model = loaded.model.to(dev)
         if max_images is not None and max_images < 1:
             raise EdgeRCNNError(f"--max-images {max_images}: must be >= 1 (or left out for the whole val split)")
         metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)
@@ -83,55 +78,3 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False, console: Console | 
         return result.run, metrics, csv_path
     finally:
         trainer.close()
-
-
-def score_detections(detections: Path, data: Path, split: str = "val", out: Path | None = None,
-                     console: Console | None = None) -> tuple[dict[str, float], Path]:
-    """``edgercnn eval --detections``: score a COCO results file from any detector against a prepared dataset's
-    split with the same metrics as a run (segm/boundary/bbox AP; bbox only for box-only results); writes them to
-    ``out`` (default: ``<detections stem>-metrics.json`` beside the file) and returns (metrics, path)."""
-    detections = Path(detections)
-    manifest = load_manifest(data)
-    _, annotation_file = split_paths(manifest, split)
-    out = Path(out) if out is not None else detections.with_name(f"{detections.stem}-metrics.json")
-    for given, what in ((detections, "--detections"), (annotation_file, f"the {split} annotations of --data")):
-        if _same_file(out, Path(given)):  # the metrics would replace an input
-            raise EdgeRCNNError(f"--out {out}: is {what} ({given}); pass another --out, the metrics would "
-                                "overwrite it")
-    gt = read_coco_json(annotation_file, "re-run edgercnn prepare for this dataset")
-    console = console or Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as progress:
-        size = detections.stat().st_size if detections.is_file() else 0
-        task = progress.add_task(f"reading {detections.name} ({size / 1e6:.0f} MB)", total=None)
-        results = load_detections(detections, gt, f"the {split} split of {data}",
-                                  progress=lambda n: progress.advance(task, n))
-        progress.update(task, total=len(results), completed=len(results))
-        kinds = scorable_kinds(results)
-        scoring = progress.add_task(f"scoring {len(results)} detections", total=len(kinds))
-
-        def scored(kind: str) -> None:
-            progress.update(scoring, description=f"scoring {len(results)} detections: {kind} AP",
-                            completed=kinds.index(kind))
-
-        gt_dir = gt_folder(manifest, split)
-        official = {}
-        if gt_dir is not None and "segm" in kinds:  # a Cityscapes dataset: the official metric too
-            official = cityscapes_metrics(gt, results, [img["id"] for img in gt["images"]], gt_dir)
-        count = len(results)
-        # copy_results=False: the entries are not needed afterwards; one copy of a large file in memory, not two
-        metrics: dict[str, float | int | str] = dict(coco_metrics(gt, results, [img["id"] for img in gt["images"]],
-                                                                  kinds, progress=scored, copy_results=False))
-        progress.update(scoring, completed=len(kinds))
-    metrics.update(official)
-    metrics.update({"val_images": len(gt["images"]), "detections": count, "data": str(data), "split": split})
-    atomic_write_json(out, metrics)
-    return metrics, out
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """The same path (after resolving links and ..) or the same file (a hard link)."""
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False

@@ -23,13 +23,14 @@ from rich.table import Table
 
 from edgercnn.config import Config, config_from_dict
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.data.dataset import CocoInstanceDataset
+from edgercnn.builders.dataset import build_dataset
 from edgercnn.data.manifest import MANIFEST, manifest_name
 from edgercnn.data.shapes import make_shapes
-from edgercnn.evaluation.evaluate import HEADLINE_METRICS, higher_is_better, metric_label
+from edgercnn.evaluation.metrics import HEADLINE_METRICS, higher_is_better, metric_label, presentation, with_direction
 from edgercnn.experiments import budget
-from edgercnn.experiments.runner import Executor, run_all, run_state
 from edgercnn.core.io import atomic_write_text
+from edgercnn.experiments.runner import Executor, run_all
+from edgercnn.experiments.runs import run_state
 from edgercnn.reporting import ranking, verdict
 from edgercnn.reporting.report import report
 from edgercnn.reporting.results import SeedResult, has_runs, load_curves, load_runs
@@ -124,7 +125,7 @@ def _print_comparison(table: pd.DataFrame, reference: Path, console: Console) ->
     for col in ("config", "metric", "yours", "reference", "reference range", "p", "verdict"):
         t.add_column(col, justify="left" if col in ("config", "metric", "verdict") else "right")
     for r in table.itertuples():
-        d = 4 if r.metric.startswith("val_loss") else 1
+        d = presentation(r.metric).digits
         t.add_row(r.config, r.metric, f"{r.ours:.{d}f} ± {r.ours_std:.{d}f}", f"{r.reference:.{d}f} ± "
                   f"{r.reference_std:.{d}f}", f"{r.reference_min:.{d}f}–{r.reference_max:.{d}f}", f"{r.p:.2f}",
                   "within the seed spread" if r.consistent else "differs (p < 0.05)")
@@ -165,9 +166,7 @@ def check_splits(cfg: Config) -> None:
     the val split one to score, read as ``cfg`` reads them; else one line (training on none would end in all-n/a
     metrics)."""
     for split, role in (("train", "learn from"), ("val", "score")):
-        data = CocoInstanceDataset(cfg.data, split, canvas=tuple(cfg.canvas), strict=cfg.strict, resize=cfg.resize,
-                                   min_dim=cfg.resize_min_dim,
-                                   annotated_only=split == "val" and cfg.eval_images == "annotated")
+        data = build_dataset(cfg, split, "train" if split == "train" else "eval")
         if not len(data) or not data.instance_count:
             skipped = sum(data.skipped.values())
             why = f", {skipped} annotations skipped as unusable" if skipped else \
@@ -282,7 +281,7 @@ def print_verdicts(ours: Path, console: Console, quick: bool = False,
     title = ("Quick check, one paired seed: the direction the full run tests, not a verdict (run without --quick "
              "for one)" if quick else "Verdict (Welch's test over seeds, 95 % CI, helps/hurts at p < 0.05)")
     console.print(title, style="bold", highlight=False)
-    labels = {m: metric_label(m) + ("" if higher_is_better(m) else " (lower is better)") for m in COMPARE_METRICS}
+    labels = {m: with_direction(metric_label(m), m) for m in COMPARE_METRICS}
     if quick:  # short runs: the direction only, however many seeds
         judged = table["verdict"] != "no verdict"
         table.loc[judged, "reason"] = "--quick: shows the direction only - run without --quick for a verdict"

@@ -27,28 +27,12 @@ from rich.table import Table
 
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.reporting.results import SeedResult
+from edgercnn.experiments.runs import advance_run, run_state
 from edgercnn.training.rundir import RunDir
 
 #: Where runs go: ``local`` (this machine), ``slurm`` (submitit), ``submitit-local`` (submitit's local executor:
 #: the Slurm code path without a cluster, for tests and single machines).
 EXECUTORS = ("local", "slurm", "submitit-local")
-#: What a run still needs: nothing (``done``: its per-seed result CSV exists), evaluation (``evaluate``: trained,
-#: ``model_final.pt``), the rest of its training (``resume``: a checkpoint), everything (``new``).
-RUN_STATES = ("done", "evaluate", "resume", "new")
-
-
-def run_state(cfg: Config) -> str:
-    """What the run of ``cfg`` still needs (one of ``RUN_STATES``): the one place that decides it, for sweep's plan,
-    reproduce and the workers that run it."""
-    if SeedResult.of(cfg).exists():
-        return "done"
-    run = RunDir.of(cfg)
-    if run.final_weights.is_file():
-        return "evaluate"
-    return "resume" if run.checkpoint.is_file() else "new"
-
-
 @dataclass(frozen=True)
 class Executor:
     """Where and how many runs at a time. ``gpus``: one run per listed GPU at a time (CUDA_VISIBLE_DEVICES=i);
@@ -92,23 +76,16 @@ def run_one(cfg: Config, threads: int | None, command: str, gpu: int | None = No
         cfg = dataclasses.replace(cfg, device="cuda")
     import torch
 
-    from edgercnn.experiments.pipeline import evaluate_run, train_and_evaluate
-
     if threads:
         torch.set_num_threads(threads)
     run = RunDir.of(cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     with run.log.open("a") as handle:
         console = Console(file=handle, width=160, force_terminal=False)
-        state = run_state(cfg)
-        if state == "done":  # e.g. a requeued job whose run had finished
-            return str(SeedResult.of(cfg).csv)
-        if state == "evaluate":  # trained, evaluation missing
-            if int(os.environ.get("RANK", "0")) > 0:  # a requeued multi-GPU job: rank 0 evaluates
-                return ""
-            _, csv_path = evaluate_run(run, console=console)
-        else:
-            _, _, csv_path = train_and_evaluate(cfg, resume=state == "resume", console=console, command=command)
+        state = run_state(cfg)  # done: e.g. a requeued job whose run had finished
+        if state == "evaluate" and int(os.environ.get("RANK", "0")) > 0:  # a requeued multi-GPU job: rank 0 evaluates
+            return ""
+        csv_path = advance_run(cfg, state=state, console=console, command=command)
     return str(csv_path or "")
 
 
@@ -327,10 +304,4 @@ class _NoLive:
 
 
 def _run_inline(cfg: Config, console: Console, command: str) -> None:
-    from edgercnn.experiments.pipeline import evaluate_run, train_and_evaluate
-
-    state = run_state(cfg)
-    if state == "evaluate":
-        evaluate_run(RunDir.of(cfg), console=console)
-    elif state != "done":
-        train_and_evaluate(cfg, resume=state == "resume", console=console, command=command)
+    advance_run(cfg, console=console, command=command)

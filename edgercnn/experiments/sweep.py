@@ -20,7 +20,8 @@ from edgercnn.config import Config, config_from_dict, values as config_text
 from edgercnn.config.runconfig import check_path_component
 from edgercnn.core.errors import ConfigError, EdgeRCNNError
 from edgercnn.reporting.results import SeedResult
-from edgercnn.experiments.runner import Executor, run_all, run_state
+from edgercnn.experiments.runner import Executor, run_all
+from edgercnn.experiments.runs import RUN_STATES, TO_RUN, advance_run, run_state
 
 EXPERIMENTS_DIR = Path(__file__).parent
 PRESETS_DIR = EXPERIMENTS_DIR / "presets"
@@ -135,7 +136,7 @@ def experiment_names() -> list[str]:
 @dataclass(frozen=True)
 class PlannedRun:
     cfg: Config
-    state: str  # done | reuse | evaluate | resume | new
+    state: str  # one of runs.RUN_STATES
     command: str
     reuse_from: SeedResult | None = None
 
@@ -154,9 +155,7 @@ def plan(exp: Experiment, *, data: Path | None = None, seeds: tuple[int, ...] | 
                         "out_dir": str(out_dir), "results_dir": str(results_dir)}
             cfg = config_from_dict(keys | run_keys, f"{exp.path}: configs.{name}")
             source = SeedResult(results_dir, exp.reuse[name], name, seed) if exp.reuse.get(name) else None
-            state = run_state(cfg)
-            if state != "done" and source is not None and source.exists():
-                state = "reuse"
+            state = run_state(cfg, source)
             runs.append(PlannedRun(cfg, state, train_command(keys | run_keys, preset),
                                    source if state == "reuse" else None))
     return runs
@@ -186,7 +185,7 @@ def print_plan(runs: list[PlannedRun], console: Console) -> None:
         extra = f" from {r.reuse_from.csv}" if r.reuse_from else ""
         console.print(f"{r.state:8} {r.cfg.config_name()} seed {r.cfg.seed}{extra}: {r.command}", highlight=False,
                       soft_wrap=True)
-    counts = {s: sum(r.state == s for r in runs) for s in ("done", "reuse", "evaluate", "resume", "new")}
+    counts = {s: sum(r.state == s for r in runs) for s in RUN_STATES}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
 
 
@@ -207,8 +206,8 @@ def sweep(name: str, *, executor: Executor | None = None, dry_run: bool = False,
         return runs
     for r in runs:
         if r.state == "reuse":
-            SeedResult.of(r.cfg).copy_from(r.reuse_from)
-    todo = [r.cfg for r in runs if r.state in ("evaluate", "resume", "new")]
+            advance_run(r.cfg, state="reuse", reuse_from=r.reuse_from, console=console, command=command)
+    todo = [r.cfg for r in runs if r.state in TO_RUN]
     if todo:
         executor = executor or Executor()
         console.print(f"{exp.name}: {len(todo)} run(s); {executor.describe()}", highlight=False)

@@ -15,21 +15,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from edgercnn.core.io import atomic_write_bytes
-from edgercnn.evaluation.cocometrics import BBOX_METRICS
-from edgercnn.evaluation.evaluate import HEADLINE_METRICS, LOSS_METRICS, higher_is_better, metric_label
+from edgercnn.evaluation.metrics import BBOX_METRICS, HEADLINE_METRICS, higher_is_better, presentation
 
 #: (column of seed-<n>-losses.csv, axis title) for the rows of the figure, as in Figure 4.
 LOSS_PANELS = (("loss_mrcnn", "$L_{MRCNN}$"), ("loss_mask", "$L_{Mask}$"))
 #: (column of seed-<n>-evals.csv, axis title, higher is better) for the rows of the convergence figure: the mask
-#: headline metrics (``evaluate.HEADLINE_METRICS`` without box AP).
-def _axis_title(metric: str) -> str:
-    """``segm AP``; a val loss as the paper writes it: ``val $L_{Mask}$``."""
-    if metric in LOSS_METRICS:
-        return f"val $L_{{{metric.rsplit('_', 1)[1].capitalize()}}}$"
-    return metric_label(metric)
-
-
-CONVERGENCE_PANELS = tuple((m, _axis_title(m), higher_is_better(m)) for m in HEADLINE_METRICS
+#: headline metrics (``metrics.HEADLINE_METRICS`` without box AP).
+CONVERGENCE_PANELS = tuple((m, presentation(m).axis, higher_is_better(m)) for m in HEADLINE_METRICS
                            if m not in BBOX_METRICS)
 #: At most this many points per line: 160k-step curves are thinned after smoothing.
 MAX_POINTS = 2000

@@ -31,17 +31,13 @@ from rich.text import Text
 
 from edgercnn.config.values import is_none
 from edgercnn.reporting import results, stats
-from edgercnn.evaluation.cocometrics import BBOX_METRICS, BOUNDARY_METRICS, SEGM_METRICS
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.evaluation.evaluate import (HEADLINE_METRICS, LOSS_METRICS, METRICS, TRAINING_METRICS,
-                                          higher_is_better)
+from edgercnn.evaluation.metrics import (BBOX_METRICS, BOUNDARY_METRICS, HEADLINE_METRICS, LOSS_METRICS, METRICS,
+                                         SEGM_METRICS, TRAINING_METRICS, higher_is_better, presentation,
+                                         with_direction)
 from edgercnn.reporting.plots import LOSS_PANELS, plot_convergence, plot_losses
 
 # LOSS_METRICS: lower is better; their relative change is reported with the same sign convention (new - base).
-#: Column titles as in the paper's tables.
-SHORT = ({m: m.split("_", 1)[1] for m in SEGM_METRICS + BBOX_METRICS}
-         | {m: "b" + m.split("_", 1)[1] for m in BOUNDARY_METRICS}
-         | {m: "val L_" + m.rsplit("_", 1)[1].capitalize() for m in LOSS_METRICS})
 FORMATS = ("table", "markdown", "latex", "csv")
 #: Boundary APs shown in the main table next to the six segm APs (the csv output has all six).
 TABLE_BOUNDARY = BOUNDARY_METRICS[:3]
@@ -330,16 +326,13 @@ def fmt_speedup(mean, low, high, n, n_reached) -> str:
 
 
 def _label(m: str) -> str:
-    """Row title of a metric: the paper's short name, ``box AP`` for bbox, a reminder for the loss."""
-    if m in LOSS_METRICS:
-        return f"{SHORT.get(m, m)} (lower is better)"
-    return f"box {SHORT[m]}" if m in BBOX_METRICS else SHORT.get(m, m)
+    """Row title of a metric: the paper's short name (``box AP`` for bbox), a reminder where lower is better."""
+    return with_direction(presentation(m).short, m)
 
 
 def _metric_cell(row: pd.Series, m: str, pm: str = "±") -> str:
-    if m in LOSS_METRICS:
-        return fmt_mean_std(row.get(m), row.get(f"{m}_std"), digits=4, std_digits=4, pm=pm)
-    return fmt_mean_std(row.get(m), row.get(f"{m}_std"), pm=pm)
+    p = presentation(m)
+    return fmt_mean_std(row.get(m), row.get(f"{m}_std"), digits=p.digits, std_digits=p.std_digits, pm=pm)
 
 
 def metric_rows(summary: pd.DataFrame, configs: list[str], pm: str = "±", with_loss: bool = True,
@@ -348,7 +341,7 @@ def metric_rows(summary: pd.DataFrame, configs: list[str], pm: str = "±", with_
     [, val L_Mask]."""
     has_n = "n" in summary
     metrics = SEGM_METRICS + (TABLE_BOUNDARY if with_boundary else ()) + (LOSS_METRICS if with_loss else ())
-    header = ["config"] + (["n"] if has_n else []) + [SHORT[m] for m in metrics]
+    header = ["config"] + (["n"] if has_n else []) + [presentation(m).short for m in metrics]
     rows = []
     for c in configs:
         row = summary.loc[c]
@@ -359,8 +352,8 @@ def metric_rows(summary: pd.DataFrame, configs: list[str], pm: str = "±", with_
 
 def relative_rows(summary: pd.DataFrame, configs: list[str]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the change-vs-baseline table: six segm APs, their average, box AP, val L_Mask."""
-    header = (["config"] + [SHORT[m] for m in SEGM_METRICS]
-              + ["avg (6 segm)", "box AP", "val L_Mask (lower is better)"])
+    header = (["config"] + [presentation(m).short for m in SEGM_METRICS]
+              + ["avg (6 segm)", presentation(BBOX_METRICS[0]).short] + [_label(m) for m in LOSS_METRICS])
     rows = []
     for c in configs:
         row = summary.loc[c]
@@ -377,7 +370,7 @@ def significance_rows(sig: pd.DataFrame, metrics: tuple[str, ...] = SIG_METRICS)
     header = ["metric"] + [f"{c} vs {cells.at[(c, metrics[0]), 'baseline']}" for c in configs]
     rows = []
     for m in metrics:
-        digits = 4 if m in LOSS_METRICS else 1
+        digits = presentation(m).digits
         rows.append([_label(m)] + [fmt_diff(*cells.loc[(c, m), ["diff", "ci_low", "ci_high", "p"]], digits=digits)
                                    for c in configs])
     return header, rows

@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from edgercnn.evaluation.evaluate import HEADLINE_METRICS
+from edgercnn.evaluation.metrics import HEADLINE_METRICS, presentation
 from edgercnn.reporting import stats
 
 #: Significance level of the verdicts (two-sided Welch test).
@@ -115,7 +115,7 @@ def verdict_lines(table: pd.DataFrame, labels: dict[str, str] | None = None) -> 
     at 9/10 evaluations)``."""
     labels = labels or {}
     for r in table.itertuples():
-        d = 4 if r.metric.startswith("val_loss") else 1
+        d = presentation(r.metric).digits
         numbers = f"{r.diff:+.{d}f}" if not math.isnan(r.diff) else "n/a"
         if not math.isnan(r.ci_low):
             numbers += f" [{r.ci_low:+.{d}f}, {r.ci_high:+.{d}f}], p = {r.p:.2g}"

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
+from edgercnn.builders.dataset import build_dataset
 from edgercnn.config import Config
 from edgercnn.config.values import is_none
 from edgercnn.data.dataset import CocoInstanceDataset
@@ -24,7 +25,7 @@ from edgercnn.data.transforms import to_original
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.architecture import MASK_SIZES
 from edgercnn.model.losses import KERNELS, EdgeLoss, channel_names, edge_distance, edge_maps, filter_input
-from edgercnn.training.builder import build_model
+from edgercnn.training.runmodel import load_run_model
 from edgercnn.training.rundir import RunDir
 from edgercnn.training.trainer import resolve_device
 
@@ -48,29 +49,16 @@ class LoadedRun:
         return f"{self.cfg.config_name()}, seed {self.cfg.seed}" + (f" ({self.note})" if self.note else "")
 
 
-def run_weights(run: RunDir) -> tuple[dict[str, Tensor], str]:
-    """(state_dict, note): a run's final weights, or its latest checkpoint's model when training did not finish
-    (``RunDir.load_weights``, as ``evaluate_run`` reads them)."""
-    weights = run.load_weights("re-run or resume the training (edgercnn train --resume)")
-    return weights.state, "" if weights.final else f"unfinished: step {weights.step}"
-
-
 def load_run(path: Path | str, device: str = "cpu") -> LoadedRun:
     """The config and model of a run folder; one-line errors for a missing folder or unreadable weights."""
     run = RunDir(path)
     if not run.path.is_dir():
         raise EdgeRCNNError(f"{run}: run folder not found; pass a folder made by edgercnn train "
                             "(runs/<experiment>/<config>/seed-<n>)")
-    cfg = run.load_config()
-    state, note = run_weights(run)
-    model = build_model(cfg, pretrained=False)  # the run's own weights replace them
+    loaded = load_run_model(run, "re-run or resume the training (edgercnn train --resume)")
     device = resolve_device(device)  # one-line error for an unknown or missing device
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise EdgeRCNNError(f"{run}: its weights do not match its config.yaml ({str(err).splitlines()[0]}); "
-                            "was the folder edited by hand?") from None
-    return LoadedRun(run, cfg, model.to(device).eval(), note)
+    note = "" if loaded.weights.final else f"unfinished: step {loaded.weights.step}"
+    return LoadedRun(run, loaded.cfg, loaded.model.to(device).eval(), note)
 
 
 def _data_identity(data: Path | str) -> tuple[str, list[str]] | None:
@@ -100,9 +88,8 @@ def check_same_data(runs: list[LoadedRun], data: Path | str) -> None:
 
 # ---------------------------------------------------------------------------------------------------- data
 def open_dataset(data: Path | str, split: str, cfg: Config) -> CocoInstanceDataset:
-    """The split on ``cfg``'s canvas (size and resize mode, no flips), as evaluation reads it."""
-    return CocoInstanceDataset(data, split, canvas=tuple(cfg.canvas), train=False, resize=cfg.resize,
-                               min_dim=cfg.resize_min_dim)
+    """The split of ``data`` on ``cfg``'s canvas (size and resize mode, no flips, every image)."""
+    return build_dataset(dataclasses.replace(cfg, data=str(data)), split, "view")
 
 
 def check_image_id(dataset: CocoInstanceDataset, image_id: int) -> int:

@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 from edgercnn.config import Config, config_from_dict
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.core.io import atomic_write_json, atomic_write_text, remove_stale_temps
-from edgercnn.evaluation.evaluate import TRAINING_METRICS
+from edgercnn.evaluation.metrics import TRAINING_METRICS
 from edgercnn.training.checkpoint import read_checkpoint, read_weights
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge",

@@ -23,13 +23,15 @@ from torch.utils.data import DataLoader
 from edgercnn.training.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint, write_weights
 from edgercnn.config import Config
 from edgercnn.core.commands import invoked_command
-from edgercnn.data.dataset import CocoInstanceDataset, collate, report_skipped, warn_if_empty
+from edgercnn.builders.dataset import build_dataset
+from edgercnn.data.dataset import collate, report_skipped, warn_if_empty
 from edgercnn.data.manifest import dataset_fingerprint, load_manifest
 from edgercnn.data.sampling import StepBatchSampler
 from edgercnn.training import distributed
 from edgercnn.core.errors import EdgeRCNNError, os_error_message, worker_errors
 from edgercnn.core.io import check_writable
-from edgercnn.evaluation.evaluate import evaluate_model, metric_summary
+from edgercnn.evaluation.evaluate import evaluate_model
+from edgercnn.evaluation.metrics import metric_summary
 from edgercnn.model.rcnn import set_trainable
 from edgercnn.training.builder import build_model
 from edgercnn.model.optim import build_optimizer
@@ -66,13 +68,6 @@ def resolve_config(cfg: Config) -> Config:
         raise EdgeRCNNError(f"num_classes={cfg.num_classes} but {cfg.data}/manifest.json lists "
                             f"{len(manifest['classes'])} classes; drop num_classes from the config")
     return cfg
-
-
-def train_dataset(cfg: Config) -> CocoInstanceDataset:
-    """The train split of ``cfg.data`` as ``cfg`` trains on it (canvas, flips, resize, skipped images)."""
-    return CocoInstanceDataset(cfg.data, "train", canvas=tuple(cfg.canvas), train=True, hflip=cfg.hflip,
-                               strict=cfg.strict, resize=cfg.resize, min_dim=cfg.resize_min_dim,
-                               skip_empty=cfg.skip_empty_images)
 
 
 def check_outputs(cfg: Config) -> None:
@@ -139,7 +134,7 @@ class Trainer:
             self.wall_time_s = 0.0
             if resume and ckpt_path.exists():
                 self._load_checkpoint(ckpt_path)
-            self.dataset = train_dataset(cfg)
+            self.dataset = build_dataset(cfg, "train", "train")
             if len(self.dataset) == 0:
                 raise EdgeRCNNError(f"{cfg.data}: the train split has no images; re-run edgercnn prepare")
             report_skipped(self.dataset, self.console)

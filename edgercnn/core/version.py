@@ -1,0 +1,8 @@
+"""The installed edgercnn version (recorded in manifests and result CSVs)."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("edgercnn")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
