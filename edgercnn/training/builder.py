@@ -1,11 +1,13 @@
-"""The model of a run: torchvision's Mask R-CNN assembled from a :class:`~edgercnn.config.Config`.
+"""The model and optimizer of a run: torchvision's Mask R-CNN and its optimizer assembled from a
+:class:`~edgercnn.config.Config`.
 
-The parts (backbone presets, heads, samplers, the edge loss) live in :mod:`edgercnn.model` and take plain
-arguments; this is the one place that reads the config for them.
+The parts (backbone presets, heads, samplers, the edge loss, the optimizer) live in :mod:`edgercnn.model` and take
+plain arguments; this is the one place that reads the config for them.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -19,6 +21,7 @@ from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.architecture import BACKBONES, GN_GROUPS
 from edgercnn.model.losses import EdgeLoss
+from edgercnn.model import optim
 from edgercnn.model.matterport import MatterportRoIAlign, MatterportRPN, glorot_init_
 from edgercnn.model.rcnn import (MASK_PREDICTORS, MASK_PREDICTORS_56, RESNETS, CanvasTransform,
                                  FrozenStatsBatchNorm2d, MatterportSampler, WideRPNHead, load_imagenet,
@@ -102,3 +105,12 @@ def build_model(cfg: Config) -> MaskRCNN:
     for part in (model.backbone.fpn, model.rpn, model.roi_heads):
         xavier_init_(part)
     return model
+
+
+def build_optimizer(cfg: Config, model: nn.Module, lr: float | None = None,
+                    implementation: str = "auto") -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over ``model``'s parameters at ``lr`` (default: the first stage's), fused where torch
+    has it (see ``edgercnn.model.optim.IMPLEMENTATIONS``). The trainer and anyone timing its step build it here."""
+    lr = float(cfg.resolved_stages()[0]["lr"]) if lr is None else lr
+    return optim.build_optimizer(cfg.optimizer, model, lr, cfg.momentum, cfg.weight_decay, cfg.weight_decay_mode,
+                                 implementation)
