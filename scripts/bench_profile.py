@@ -85,6 +85,20 @@ def op_table(step: Callable[[], object], steps: int, device: torch.device, rows:
     return averages.table(sort_by=key, row_limit=rows), per_op
 
 
+def conv_by_shape(step: Callable[[], object], rows: int = 12) -> str:
+    """Self CPU time of one step's convolutions, forward and backward, per input shape (which layers cost)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()
+    events = [e for e in prof.key_averages(group_by_input_shape=True)
+              if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward")]
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    lines = [f"    {e.self_cpu_time_total / 1e3:8.1f} ms  {e.count:3d}x  {e.key:28s} {e.input_shapes[:3]}"
+             for e in events[:rows]]
+    return "\n".join(lines)
+
+
 def alternate(steps: dict[str, Callable[[], object]], rounds: int, warmup: int,
               device: torch.device) -> dict[str, list[float]]:
     """Seconds per step of each setup, the setups' steps alternating (the order flips every round)."""
@@ -188,6 +202,7 @@ def profile_report(make_trainer: Callable[[str], Trainer], batch, device: torch.
             step()
         flops = step_flops(step)
         table, per_op = op_table(step, profiled_steps, device)
+        shapes = conv_by_shape(step) if device.type == "cpu" else ""
         times = alternate({"step": step}, rounds, 0, device)["step"]
     finally:
         trainer.close()
@@ -195,13 +210,12 @@ def profile_report(make_trainer: Callable[[str], Trainer], batch, device: torch.
     gflops = flops / 1e9
     out = {"gflop_per_step": gflops, "step_s": step_s, "gflop_per_s": gflops / step_s}
     print(f"\nper-op self time, {profiled_steps} steps (torch.profiler):\n{table}")
-    conv_f = sum(v for k, v in per_op.items() if k in ("aten::mkldnn_convolution", "aten::cudnn_convolution",
-                                                      "aten::_slow_conv2d_forward", "aten::thnn_conv2d"))
-    conv_b = sum(v for k, v in per_op.items() if k in ("aten::convolution_backward",
-                                                      "aten::_slow_conv2d_backward"))
-    if conv_f:
+    conv_f = per_op.get("aten::mkldnn_convolution", 0) + per_op.get("aten::_slow_conv2d_forward", 0)
+    conv_b = per_op.get("aten::convolution_backward", 0)  # on a CPU its kernels run inside it (self time)
+    if device.type == "cpu" and conv_f:
         out["conv_backward_over_forward"] = conv_b / conv_f
-        print(f"convolution backward / forward (self time): {conv_b / conv_f:.2f}")
+        print(f"convolution backward / forward (self CPU time): {conv_b / conv_f:.2f}; the costliest, one step, "
+              f"by shapes (input, weight, grad or bias):\n{shapes}")
     print(f"work: {gflops:.2f} GFLOP per step (forward + backward, FlopCounterMode); step {step_s * 1e3:.0f} ms "
           f"(median of {len(times)}) -> {gflops / step_s:.1f} GFLOP/s")
     if device.type == "cpu":

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, str]] | dict[s
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tiny", action="store_true", help="small preset at 128x128, 2 timed steps: a smoke run")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per setup")
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; --profile: 2)")
     ap.add_argument("--data", type=Path, default=None, help="a prepared dataset for the loader (default: "
                     "synthetic shapes at the canvas size in a temporary folder)")
     ap.add_argument("--profile", action="store_true", help="instead: profile a recipe's training step "
@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, str]] | dict[s
         from bench_profile import run as profile_run
 
         tries = [t for t in args.tries.split(",") if t]
-        return profile_run(args.recipe, device, tries, 2 if args.tiny else args.pairs, 1 if args.tiny else 3,
-                           1 if args.tiny else 3, canvas=[64, 64] if args.tiny else None)
+        return profile_run(args.recipe, device, tries, 2 if args.tiny else args.pairs,
+                           1 if args.tiny else 2 if args.warmup is None else args.warmup, 1 if args.tiny else 3,
+                           canvas=[64, 64] if args.tiny else None)
+    args.warmup = 5 if args.warmup is None else args.warmup
     if args.tiny:
         args.steps, args.warmup = 2, 1
     canvas = [128, 128] if args.tiny else [1024, 800]
