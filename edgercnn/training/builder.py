@@ -19,9 +19,9 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model import optim
 from edgercnn.model.architecture import BACKBONES, GN_GROUPS
 from edgercnn.model.losses import EdgeLoss
-from edgercnn.model import optim
 from edgercnn.model.matterport import MatterportRoIAlign, MatterportRPN, glorot_init_
 from edgercnn.model.rcnn import (MASK_PREDICTORS, MASK_PREDICTORS_56, RESNETS, CanvasTransform,
                                  FrozenStatsBatchNorm2d, MatterportSampler, WideRPNHead, load_imagenet,
