@@ -6,6 +6,8 @@ overhead (scripts/bench_edge_overhead.py); evaluation images/s (inference + mapp
     python scripts/bench_train.py --device cuda          # R50-FPN, 1024x800, batch 2 (the paper's setting)
     python scripts/bench_train.py --device cpu --tiny    # seconds: small preset, 128x128 (tests/test_bench.py)
     python scripts/bench_train.py --device cuda --data data/coco   # the loader on real data
+    python scripts/bench_train.py --profile    # cpu-pennfudan's step: per-op table, GFLOP, share of peak, A/B ratios
+                                               # (scripts/bench_profile.py; --try more setups, --recipe another)
 
 AMP rows need CUDA (the trainer refuses --amp elsewhere); on a CPU they are left out.
 """
@@ -114,16 +116,31 @@ def eval_rate(cfg: Config, device: torch.device, batch, repeats: int) -> float:
     return rate(step, len(images), repeats, 1, device)
 
 
-def main(argv: list[str] | None = None) -> list[tuple[str, float, str]]:
+def main(argv: list[str] | None = None) -> list[tuple[str, float, str]] | dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tiny", action="store_true", help="small preset at 128x128, 2 timed steps: a smoke run")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per setup")
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; --profile: 2)")
     ap.add_argument("--data", type=Path, default=None, help="a prepared dataset for the loader (default: "
                     "synthetic shapes at the canvas size in a temporary folder)")
+    ap.add_argument("--profile", action="store_true", help="instead: profile a recipe's training step "
+                    "(scripts/bench_profile.py): per-op table, GFLOP/step, GFLOP/s, share of the CPU's peak, "
+                    "and step-time ratios of A/B setups alternating in this process")
+    ap.add_argument("--recipe", default="cpu-pennfudan", help="--profile: the recipe whose step is profiled")
+    ap.add_argument("--try", dest="tries", default="", help="--profile: comma-separated A/B setups beyond fused ("
+                    "mkldnn-off, threads-1, channels-last, channels-last-backbone, compile)")
+    ap.add_argument("--pairs", type=int, default=10, help="--profile: alternating rounds per A/B setup")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    if args.profile:
+        from bench_profile import run as profile_run
+
+        tries = [t for t in args.tries.split(",") if t]
+        return profile_run(args.recipe, device, tries, 2 if args.tiny else args.pairs,
+                           1 if args.tiny else 2 if args.warmup is None else args.warmup, 1 if args.tiny else 3,
+                           canvas=[64, 64] if args.tiny else None)
+    args.warmup = 5 if args.warmup is None else args.warmup
     if args.tiny:
         args.steps, args.warmup = 2, 1
     canvas = [128, 128] if args.tiny else [1024, 800]

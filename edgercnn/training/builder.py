@@ -1,13 +1,15 @@
-"""The model of a run: torchvision's Mask R-CNN assembled from a :class:`~edgercnn.config.Config`.
+"""The model and optimizer of a run: torchvision's Mask R-CNN and its optimizer assembled from a
+:class:`~edgercnn.config.Config`.
 
-The parts (backbone presets, heads, samplers, the edge loss) live in :mod:`edgercnn.model` and take plain
-arguments; this is the one place that reads the config for them.
+The parts (backbone presets, heads, samplers, the edge loss, the optimizer) live in :mod:`edgercnn.model` and take
+plain arguments; this is the one place that reads the config for them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -19,6 +21,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model import optim
 from edgercnn.model.architecture import BACKBONES, GN_GROUPS
 from edgercnn.model.bmask import add_bmask
 from edgercnn.model.losses import EdgeLoss
@@ -132,3 +135,12 @@ def detector_weights(init: str) -> tuple[dict[str, Tensor], str]:
     if not path.is_file():
         raise EdgeRCNNError(f"--init {init}: no such file or run folder; {fix}")
     return read_weights(path, fix), f"--init {path}"
+
+
+def build_optimizer(cfg: Config, model: nn.Module, lr: float | None = None,
+                    implementation: str = "auto") -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over ``model``'s parameters at ``lr`` (default: the first stage's), fused where torch
+    has it (see ``edgercnn.model.optim.IMPLEMENTATIONS``). The trainer and anyone timing its step build it here."""
+    lr = float(cfg.resolved_stages()[0]["lr"]) if lr is None else lr
+    return optim.build_optimizer(cfg.optimizer, model, lr, cfg.momentum, cfg.weight_decay, cfg.weight_decay_mode,
+                                 implementation)

@@ -33,8 +33,7 @@ from edgercnn.core.io import check_writable
 from edgercnn.evaluation.evaluate import evaluate_model
 from edgercnn.evaluation.metrics import metric_summary
 from edgercnn.model.rcnn import set_trainable
-from edgercnn.training.builder import build_model
-from edgercnn.model.optim import build_optimizer
+from edgercnn.training.builder import build_model, build_optimizer
 from edgercnn.model.mask_terms import TERM_KEYS
 from edgercnn.training.rundir import ADDED_LOSS_KEYS, LOSS_COLUMNS, LOSS_KEYS, RunDir
 from edgercnn.config.schedule import lr_at, stage_at
@@ -127,8 +126,7 @@ class Trainer:
             np.random.seed(cfg.seed)
             self.model = build_model(cfg).to(self.device)
             distributed.install_per_image_sampling(self.model)  # RoI sampling: a function of (seed, sample index)
-            self.optimizer = build_optimizer(cfg.optimizer, self.model, float(self.stages[0]["lr"]), cfg.momentum,
-                                             cfg.weight_decay, cfg.weight_decay_mode)
+            self.optimizer = build_optimizer(cfg, self.model, float(self.stages[0]["lr"]))
             self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
             self.step = 0  # steps completed
             self.wall_time_s = 0.0
@@ -275,8 +273,7 @@ class Trainer:
                     if self.cfg.optimizer_per_stage == "fresh" and self.step > 0 \
                             and stage != stage_at(self.step, self.stages):  # a stage starts now (not on resume)
                         lr = float(self.stages[stage]["lr"])
-                        self.optimizer = build_optimizer(self.cfg.optimizer, self.model, lr, self.cfg.momentum,
-                                                         self.cfg.weight_decay, self.cfg.weight_decay_mode)
+                        self.optimizer = build_optimizer(self.cfg, self.model, lr)
                 self._set_lr(self.step + 1)
                 t0 = time.perf_counter()
                 last = self.train_step(images, targets)
