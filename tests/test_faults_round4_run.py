@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from edgercnn import add_edge_loss
 from edgercnn.cli import app
 from edgercnn.config import Config, load_config
-from edgercnn.config.recipes import check_recipe, load_recipe, recipe_diff
+from edgercnn.config.recipediff import recipe_diff
+from edgercnn.config.recipes import check_recipe, load_recipe
 from edgercnn.core.errors import ConfigError
 from edgercnn.model.losses import EdgeLoss, edge_agreement_loss
 

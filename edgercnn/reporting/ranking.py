@@ -28,8 +28,8 @@ def step_times(losses: pd.DataFrame) -> pd.Series:
     """Mean training-step seconds per config (``losses``: config, seed, step, step_time_s), warm-up left out."""
     if losses.empty:
         return pd.Series(dtype=float)
-    rows = losses[losses["step"] > WARMUP_STEPS]
-    return rows.groupby("config")["step_time_s"].mean()
+    late = losses[losses["step"] > WARMUP_STEPS]
+    return (late if not late.empty else losses).groupby("config")["step_time_s"].mean()
 
 
 def ranking(runs: pd.DataFrame, evals: pd.DataFrame, losses: pd.DataFrame, metrics: dict[str, bool],
