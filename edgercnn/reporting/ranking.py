@@ -45,7 +45,8 @@ def ranking(runs: pd.DataFrame, evals: pd.DataFrame, losses: pd.DataFrame, metri
     tables = [verdict.verdicts(runs, evals, {c: ref for c in configs if c != ref}, metrics)
               for ref in references if ref in configs]
     verdicts = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=verdict.VERDICT_COLUMNS)
-    speed = speedups(evals, {c: first for c in configs}, metrics) if not evals.empty else pd.DataFrame()
+    curves = {m: h for m, h in metrics.items() if m in evals}  # metrics evaluated during training
+    speed = speedups(evals, {c: first for c in configs}, curves) if not evals.empty else pd.DataFrame()
     speed = speed.set_index(["config", "metric"]) if not speed.empty else speed
     times = step_times(losses)
     base_time = times.get(first, math.nan)
