@@ -19,30 +19,15 @@ import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 from torchvision.models.detection.roi_heads import RoIHeads
-from typer.testing import CliRunner
 
 from edgercnn import add_edge_loss
-from edgercnn.cli import app
 from edgercnn.config import Config, load_config
 from edgercnn.config.recipediff import recipe_diff
 from edgercnn.config.recipes import check_recipe, load_recipe
 from edgercnn.core.errors import ConfigError
 from edgercnn.model.losses import EdgeLoss, edge_agreement_loss
 
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], terminal_width=200)
-
-
-def one_line_error(result, needle=None):
-    """The CLI failed with a non-zero status and one line, not a traceback."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    if needle is not None:
-        assert needle in lines[0], lines[0]
+from test_faults_round3 import invoke, one_line_error  # the suite's one-line-error checks
 
 
 # ---------------------------------------------------------------- recipes: one rule for a name

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import torch
 from torch import Tensor
 
 from edgercnn.model.bmask import bmask_loss
@@ -97,17 +96,16 @@ class MaskTerms:
     def __call__(self, logits: Tensor, targets: Tensor, step: int,
                  boundary_logits: Tensor | None = None) -> dict[str, Tensor]:
         """``{loss_<name>: weight × loss}`` for the pure terms over ``logits``/``targets`` [N, M, M], and BMask's over
-        ``boundary_logits`` [N, M, M] (GT class selected) when it is a term. float32 outside autocast."""
+        ``boundary_logits`` [N, M, M] (GT class selected) when it is a term. Each loss computes in float32 with
+        autocast off itself (``mask_losses``, ``bmask.bmask_loss``)."""
         out = {}
-        with torch.autocast(logits.device.type, enabled=False):
-            logits, targets = logits.float(), targets.float()
-            for name in self.names:
-                if name == "bmask":
-                    if boundary_logits is None:
-                        raise ValueError("mask_losses: bmask needs the BMask head's boundary logits "
-                                         "(edgercnn.model.bmask.add_bmask)")
-                    loss = bmask_loss(boundary_logits.float(), targets)
-                else:
-                    loss = MASK_LOSSES[name](logits, targets)
-                out[loss_key(name)] = self.weight(name, step) * loss
+        for name in self.names:
+            if name == "bmask":
+                if boundary_logits is None:
+                    raise ValueError("mask_losses: bmask needs the BMask head's boundary logits "
+                                     "(edgercnn.model.bmask.add_bmask)")
+                loss = bmask_loss(boundary_logits, targets)
+            else:
+                loss = MASK_LOSSES[name](logits, targets)
+            out[loss_key(name)] = self.weight(name, step) * loss
         return out
