@@ -50,6 +50,52 @@ def test_loss_pass_puts_norm_layers_in_eval_mode():
     assert torch.equal(stats, model[1].running_mean)
 
 
+def test_one_backbone_forward_gives_the_losses_and_detections_of_two_whole_forwards(tiny_shapes, tmp_path):
+    from edgercnn.evaluation.evaluate import loss_mode, losses_and_predictions
+
+    trainer = Trainer(tiny_cfg(tiny_shapes, tmp_path, norm="gn", optimizer="adamw", warmup_steps=2))
+    trainer.run(stop_after=2)
+    model = trainer.model
+    images, targets = next(iter(torch.utils.data.DataLoader(trainer.dataset, batch_size=2,
+                                                            collate_fn=lambda batch: tuple(zip(*batch)))))
+    images = list(images)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        loss_mode(model)
+        whole_losses = model(images, list(targets))
+        model.eval()
+        whole = model(images)
+        torch.manual_seed(3)
+        losses, predictions = losses_and_predictions(model, images, list(targets))
+    assert not model.training and losses.keys() == whole_losses.keys()
+    torch.testing.assert_close(losses, whole_losses)
+    assert sum(len(p["scores"]) for p in whole) > 0  # the check compares real detections
+    torch.testing.assert_close(predictions, whole)
+
+
+def test_the_last_steps_evaluation_is_the_result_and_is_not_made_twice(tiny_shapes, tmp_path, monkeypatch):
+    import edgercnn.experiments.pipeline as pipeline
+    import edgercnn.training.trainer as trainer_module
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return evaluate_model(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "evaluate_model", counted)
+    monkeypatch.setattr(trainer_module, "evaluate_model", counted)
+    run, metrics, csv_path = train_and_evaluate(tiny_cfg(tiny_shapes, tmp_path, steps=3, eval_every=3))
+    assert len(calls) == 1  # at step 3 by the trainer; the final evaluation takes it
+    last = pd.read_csv(run.evals).iloc[-1]
+    assert last["step"] == 3 and last["segm_AP"] == pytest.approx(metrics["segm_AP"], abs=1e-4)
+    assert csv_path is not None and json.loads(run.metrics.read_text())["steps"] == 3
+    assert run.detections.is_file()
+    calls.clear()
+    train_and_evaluate(tiny_cfg(tiny_shapes, tmp_path, steps=3, eval_every=2, seed=1))
+    assert len(calls) == 2  # at step 2, and at 3 (the last step) once
+
+
 @pytest.mark.slow
 def test_eval_every_writes_evals_csv_copied_to_results_and_resume_redoes_later_ones(tiny_shapes, tmp_path):
     cfg = tiny_cfg(tiny_shapes, tmp_path, steps=5, eval_every=2, norm="gn", optimizer="adamw")

@@ -55,6 +55,32 @@ def loss_mode(model: torch.nn.Module) -> None:
             m.eval()
 
 
+def losses_and_predictions(model: torch.nn.Module, images: list[torch.Tensor],
+                           targets: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The loss pass (the paper's mask-quality measure, section 5: the mask loss on val data, training-mode heads;
+    ``loss_mode``) and the detection pass of one batch, on ONE backbone forward; the model is left in eval mode.
+
+    With every normalisation layer in eval mode nothing in the backbone (ResNet + FPN) depends on the mode, so both
+    passes see the same features: computing them once halves the evaluation's largest cost, and the losses and
+    detections are those of two whole forwards (the same calls in the same order: the loss pass's RoI sampling
+    draws the same random numbers). The steps are torchvision's ``GeneralizedRCNN.forward`` (0.29), whose
+    ``transform`` is the identity resize here (``model.rcnn.CanvasTransform``), so it batches the same in both modes.
+    """
+    net = getattr(model, "module", model)  # DistributedDataParallel: its module (no gradients here)
+    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+    loss_mode(net)
+    batch, targets = net.transform(images, targets)
+    features = net.backbone(batch.tensors)
+    if isinstance(features, torch.Tensor):
+        features = {"0": features}
+    proposals, proposal_losses = net.rpn(batch, features, targets)
+    _, detector_losses = net.roi_heads(features, proposals, batch.image_sizes, targets)
+    net.eval()
+    proposals, _ = net.rpn(batch, features)
+    detections, _ = net.roi_heads(features, proposals, batch.image_sizes)
+    return detector_losses | proposal_losses, net.transform.postprocess(detections, batch.image_sizes, sizes)
+
+
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
                    max_images: int | None = None, console: Console | None = None,
@@ -80,12 +106,10 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, device: torch.device, *,
         task = progress.add_task("evaluating", total=len(dataset))
         for images, targets in loader:
             images = [im.to(device) for im in images]
-            # The paper's mask-quality measure (section 5): the mask loss on val data, training-mode heads.
-            loss_mode(model)
-            losses = model(images, [{k: v.to(device) for k, v in t.items()} for t in targets])
+            losses, predictions = losses_and_predictions(model, images,
+                                                         [{k: v.to(device) for k, v in t.items()} for t in targets])
             mask_losses.append(float(losses["loss_mask"]))
-            model.eval()
-            for pred, target in zip(model(images), targets):
+            for pred, target in zip(predictions, targets):
                 orig = to_original(pred, float(target["scale"]), tuple(int(x) for x in target["pad"]),
                                    tuple(int(x) for x in target["orig_size"]))
                 results.extend(coco_results(int(target["image_id"]), orig, dataset.label_to_cat_id))

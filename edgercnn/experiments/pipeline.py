@@ -20,10 +20,12 @@ from edgercnn.training.trainer import Trainer, resolve_device
 
 
 def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_images: int | None = None,
-                 console: Console | None = None) -> tuple[dict[str, float], Path | None]:
+                 console: Console | None = None,
+                 evaluation: tuple[dict[str, float], list] | None = None) -> tuple[dict[str, float], Path | None]:
     """Evaluate the final (or latest checkpointed) weights of a run folder; write metrics.json and
     detections.json, and the per-seed result CSV when the run is complete and the whole val split was used
-    (its path is returned; None otherwise)."""
+    (its path is returned; None otherwise). ``evaluation``: the trainer's evaluation of these final weights at
+    its last step (``TrainResult.final_evaluation``), taken instead of evaluating them a second time."""
     console = console or Console(stderr=True)
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     if not run.config_file.is_file():
@@ -41,7 +43,10 @@ def evaluate_run(run_dir: Path | RunDir, *, device: str | None = None, max_image
         model = loaded.model.to(dev)
         if max_images is not None and max_images < 1:
             raise EdgeRCNNError(f"--max-images {max_images}: must be >= 1 (or left out for the whole val split)")
-        metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)
+        if evaluation is not None and weights.final and max_images is None:
+            metrics, results = evaluation  # the same function on the same weights: the same numbers
+        else:
+            metrics, results = evaluate_model(model, cfg, dev, max_images=max_images, console=console)
         try:
             save_detections(results, run.detections)
             atomic_write_json(run.metrics, {**metrics, "steps": steps})
@@ -74,7 +79,7 @@ def train_and_evaluate(cfg: Config, *, resume: bool = False, console: Console | 
                       f"{time.perf_counter() - started:.0f} s → {result.run}", highlight=False)
         if not cfg.eval_at_end or trainer.rank != 0:  # a distributed run is evaluated by rank 0 alone
             return result.run, None, None
-        metrics, csv_path = evaluate_run(result.run, console=console)
+        metrics, csv_path = evaluate_run(result.run, console=console, evaluation=result.final_evaluation)
         return result.run, metrics, csv_path
     finally:
         trainer.close()

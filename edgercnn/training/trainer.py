@@ -86,6 +86,9 @@ class TrainResult:
     steps: int
     wall_time_s: float
     last_losses: dict[str, float]
+    #: The evaluation (metrics, COCO results) of the final weights made at the last step (eval_every), which
+    #: ``experiments.pipeline.evaluate_run`` takes instead of evaluating the same weights again; None otherwise.
+    final_evaluation: tuple[dict[str, float], list] | None = None
 
 
 class Trainer:
@@ -107,6 +110,7 @@ class Trainer:
         self.total_steps = cfg.total_steps()
         self.rundir = RunDir.of(self.cfg)
         self.command = command or invoked_command()
+        self._final_evaluation: tuple[dict[str, float], list] | None = None
 
         check_outputs(cfg)
         # Held for the whole run (until close()): a second process on this folder would delete
@@ -239,8 +243,10 @@ class Trainer:
         """Evaluate the current weights on val (RNG states and training mode restored) and append to evals.csv."""
         if self.rank != 0:
             return {}
-        metrics, _ = evaluate_model(self.model, self.cfg, self.device, console=self.console, show_progress=False)
+        metrics, results = evaluate_model(self.model, self.cfg, self.device, console=self.console,
+                                          show_progress=False)
         self.rundir.append_eval(self.step, metrics)
+        self._final_evaluation = (metrics, results) if self.step == self.total_steps else None
         if not self.console.is_terminal:
             self.console.print(f"{self.cfg.config_name()} seed {self.cfg.seed}: step {self.step} "
                                f"{metric_summary(metrics)}", highlight=False)
@@ -302,7 +308,8 @@ class Trainer:
             writer.close()
         if self.step >= self.total_steps and self.rank == 0:
             write_weights(self.rundir.final_weights, self.model.state_dict())
-        return TrainResult(self.rundir, self.step, self.wall_time_s, last)
+        final = self._final_evaluation if self.step >= self.total_steps else None
+        return TrainResult(self.rundir, self.step, self.wall_time_s, last, final)
 
 
 def _progress(console: Console) -> Progress:
