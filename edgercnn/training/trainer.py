@@ -33,6 +33,7 @@ from edgercnn.core.io import check_writable
 from edgercnn.evaluation.evaluate import evaluate_model
 from edgercnn.evaluation.metrics import metric_summary
 from edgercnn.model.rcnn import set_trainable
+from edgercnn.model.sampling import install_per_image_sampling, set_image_seeds
 from edgercnn.training.builder import build_model, build_optimizer
 from edgercnn.model.mask_terms import TERM_KEYS
 from edgercnn.training.rundir import ADDED_LOSS_KEYS, LOSS_COLUMNS, LOSS_KEYS, RunDir
@@ -129,7 +130,7 @@ class Trainer:
             random.seed(cfg.seed)
             np.random.seed(cfg.seed)
             self.model = build_model(cfg).to(self.device)
-            distributed.install_per_image_sampling(self.model)  # RoI sampling: a function of (seed, sample index)
+            install_per_image_sampling(self.model)  # RoI sampling: a function of (seed, sample index)
             self.optimizer = build_optimizer(cfg, self.model, float(self.stages[0]["lr"]))
             self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
             self.step = 0  # steps completed
@@ -211,11 +212,11 @@ class Trainer:
     def train_step(self, images, targets) -> dict[str, float]:
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
-        distributed.set_image_seeds(self.model, distributed.image_seeds(len(self.dataset), self.cfg, self.step))
+        set_image_seeds(self.model, distributed.image_seeds(len(self.dataset), self.cfg, self.step))
         self.model.roi_heads.loss_step = self.step  # the mask terms' schedules follow the run's step (and resume)
         with torch.autocast(self.device.type, enabled=self.cfg.amp):
             losses = distributed.reweight_losses(self.model, self.model(images, targets))
-        distributed.set_image_seeds(self.model, None)
+        set_image_seeds(self.model, None)
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
