@@ -19,7 +19,7 @@ import torch
 
 from edgercnn.config import Config
 from edgercnn.model.rcnn import set_trainable
-from edgercnn.training.builder import build_model
+from edgercnn.builders.model import build_model
 
 #: Timing only: random weights (no download), every layer training (a frozen random backbone is refused).
 RANDOM_ALL = {"backbone_weights": None, "stages": [{"steps": 160000, "layers": "all", "lr": 0.001}]}

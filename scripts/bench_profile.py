@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from edgercnn.model.rcnn import set_trainable
-from edgercnn.training.builder import build_optimizer
+from edgercnn.builders.optimizer import build_optimizer
 from edgercnn.training.trainer import Trainer
 
 #: FMA units per core: not in /proc/cpuinfo. Two 256-bit (AMD Zen 2+) or 512-bit (Intel Xeon Gold/Platinum) units

@@ -14,7 +14,7 @@ from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.losses import EdgeLoss
 from edgercnn.model.rcnn import EdgeRoIHeads
-from edgercnn.training.builder import build_model
+from edgercnn.builders.model import build_model
 
 SIZE = 64
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -29,7 +29,7 @@ from edgercnn.model.matterport import (MatterportRoIAlign, MatterportRPN, RoundL
                                        crop_and_resize, glorot_init_, norm_boxes, pad_rois, roi_box_loss,
                                        subsample_instances)
 from edgercnn.model.rcnn import FrozenStatsBatchNorm2d, MatterportSampler, load_imagenet
-from edgercnn.training.builder import build_model
+from edgercnn.builders.model import build_model
 
 runner = CliRunner()
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -19,7 +19,7 @@ import yaml
 
 from edgercnn.config import Config
 from edgercnn.data.sampling import StepBatchSampler, batch_keys
-from edgercnn.training.checkpoint import read_checkpoint
+from edgercnn.core.checkpoint import read_checkpoint
 from edgercnn.training.rundir import LOSS_KEYS, RunDir
 from edgercnn.training.trainer import Trainer
 

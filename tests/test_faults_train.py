@@ -118,7 +118,7 @@ def test_crafted_checkpoint_runs_no_code_on_eval_or_resume(run_copy, tmp_path):
     one_line_error(invoke("eval", run.path), "checkpoint.pt")
     assert not marker.exists()
     # with a valid header and checksum over the crafted payload: weights_only still refuses to run it
-    from edgercnn.training.checkpoint import MAGIC
+    from edgercnn.core.checkpoint import MAGIC
 
     import hashlib
     import io
@@ -152,7 +152,7 @@ def test_no_unsafe_load_is_left_in_the_repository():
 
 
 def test_rng_states_round_trip_exactly_as_plain_data(tmp_path):
-    from edgercnn.training.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint
+    from edgercnn.core.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint
 
     random.seed(1)
     np.random.seed(2)

@@ -19,7 +19,7 @@ from edgercnn.model.bmask import BMaskHead
 from edgercnn.model.mask_losses import dice_loss
 from edgercnn.model.mask_terms import MASK_TERMS, TERM_KEYS, MaskTerms
 from edgercnn.reporting.ranking import ranking, ranking_rows
-from edgercnn.training.builder import build_model
+from edgercnn.builders.model import build_model
 from edgercnn.training.trainer import Trainer
 
 from test_add_edge_loss import SIZE, V2_SMALL, one_image

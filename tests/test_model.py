@@ -14,7 +14,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.rcnn import set_trainable
-from edgercnn.training.builder import build_model
+from edgercnn.builders.model import build_model
 
 SIZE = 96
 

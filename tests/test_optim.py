@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from edgercnn.model.optim import IMPLEMENTATIONS, build_optimizer, implementation_of
-from edgercnn.training.checkpoint import read_checkpoint, write_checkpoint  # the trainer's file format
+from edgercnn.core.checkpoint import read_checkpoint, write_checkpoint  # the trainer's file format
 
 
 def tiny_model(seed=0):

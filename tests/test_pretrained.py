@@ -12,8 +12,8 @@ from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn
 from edgercnn.config import Config, load_config
 from edgercnn.core.errors import ConfigError, EdgeRCNNError
 from edgercnn.model.pretrained import resolve_backbone_weights
-from edgercnn.training.builder import build_model
-from edgercnn.training.checkpoint import write_weights
+from edgercnn.builders.model import build_model
+from edgercnn.core.checkpoint import write_weights
 
 PENNFUDAN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "PennFudanPed"
 ALL = [{"steps": 2, "layers": "all", "lr": 0.01}]

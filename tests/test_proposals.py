@@ -9,7 +9,7 @@ from torchvision.ops import box_iou
 from edgercnn.config import Config, load_config
 from edgercnn.config.recipes import load_recipe
 from edgercnn.model.matterport import GLOBAL_PRE_NMS, MatterportRPN, select_proposals_globally
-from edgercnn.training.builder import build_model
+from edgercnn.builders.model import build_model
 
 
 def greedy_nms(boxes, scores, thresh):

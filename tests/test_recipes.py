@@ -24,7 +24,7 @@ from edgercnn.data.manifest import write_manifest
 from edgercnn.data.transforms import build_transforms, canvas_geometry, to_original
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.rcnn import AuthorsMaskPredictor56, MatterportSampler
-from edgercnn.training.builder import build_model
+from edgercnn.builders.model import build_model
 from edgercnn.config.recipes import load_recipe, recipe_names, recipe_values
 
 runner = CliRunner()

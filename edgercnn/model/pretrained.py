@@ -1,7 +1,7 @@
 """Where a model's weights start: the backbone's ImageNet file, torchvision's COCO-trained Mask R-CNN, or a file.
 
 The vocabulary of the ``backbone_weights`` and ``init`` config keys lives here with the rules that tie them to the
-architecture (checked by the config, applied by ``training.builder``):
+architecture (checked by the config, applied by ``builders.model``):
 
 - ``backbone_weights: auto`` (the default) is the ImageNet file for the paper's backbones with frozen batch norm
   (``IMAGENET_BACKBONES`` x ``PRETRAINED_NORMS``), random weights otherwise (the CPU presets: GroupNorm, ``small``);

@@ -1,8 +1,10 @@
-"""A run folder, ``<out_dir>/<experiment>/<config name>/seed-<n>/``: the one place that knows its file names.
+"""A run folder, ``<out_dir>/<experiment>/<config name>/seed-<n>/``: the one place that knows its file names
+(``RunDir``; the two weight files and their reader are its base's, ``edgercnn.builders.runweights``, which sits below
+training so that ``build_model`` can read them for ``--init RUN``).
 
 Layout: ``config.yaml`` (the resolved config), ``command.txt``, ``losses.csv`` (one row per step),
 ``evals.csv`` (evaluations during training), ``train.log`` (output of runs in worker processes), ``checkpoint.pt`` (model, optimizer, step, RNG states,
-dataset fingerprint; atomic, checksummed: ``edgercnn.training.checkpoint``),
+dataset fingerprint; atomic, checksummed: ``edgercnn.core.checkpoint``),
 ``model_final.pt`` (a plain torchvision ``MaskRCNN`` state_dict), and after evaluation ``metrics.json`` and
 ``detections.json``; ``run.lock`` (the advisory lock train/eval/resume hold: ``RunDir.lock``) and, while it is held,
 ``run.lock.owner`` (who holds it: PID, host, since when).
@@ -17,18 +19,17 @@ import os
 import socket
 import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from filelock import FileLock, Timeout
 
+from edgercnn.builders.runweights import RunWeightFiles
 from edgercnn.config import Config, config_from_dict
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.core.io import atomic_write_json, atomic_write_text, remove_stale_temps
 from edgercnn.evaluation.metrics import TRAINING_METRICS
-from edgercnn.training.checkpoint import read_checkpoint, read_weights
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg", "loss_edge",
              "loss_terms")
@@ -39,11 +40,10 @@ LOSS_COLUMNS = ("step", "stage", "lr", *LOSS_KEYS, "loss_mrcnn", "loss_total", "
 EVAL_COLUMNS = ("step", *TRAINING_METRICS)
 
 
-class RunDir:
-    """The files of one run. ``RunDir.of(cfg)`` is where ``cfg`` trains; ``RunDir(path)`` an existing folder."""
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
+class RunDir(RunWeightFiles):
+    """The files of one run. ``RunDir.of(cfg)`` is where ``cfg`` trains; ``RunDir(path)`` an existing folder. Its
+    weight files (``checkpoint``, ``final_weights``) and their reader (``load_weights``) come from
+    ``RunWeightFiles``."""
 
     @classmethod
     def of(cls, cfg: Config) -> "RunDir":
@@ -51,9 +51,6 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
-
-    def __str__(self) -> str:
-        return str(self.path)
 
     # ------------------------------------------------------------------ file names
     @property
@@ -86,14 +83,6 @@ class RunDir:
     def job_files(cfg: Config) -> Path:
         """submitit's job files (scripts, logs) of an experiment's runs: ``<out_dir>/<experiment>/submitit``."""
         return Path(cfg.out_dir) / cfg.experiment / "submitit"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / "checkpoint.pt"
-
-    @property
-    def final_weights(self) -> Path:
-        return self.path / "model_final.pt"
 
     @property
     def metrics(self) -> Path:
@@ -184,37 +173,11 @@ class RunDir:
         rows = good + [{"step": step, **{k: f"{metrics[k]:.6g}" for k in EVAL_COLUMNS[1:]}}]
         atomic_write_text(self.evals, csv_text(EVAL_COLUMNS, rows))
 
-    def load_weights(self, fix: str) -> "RunWeights":
-        """The run's model weights: ``model_final.pt`` when training finished (``fix``: what to do when that file is
-        damaged), else the last checkpoint's; with the checkpoint's step and wall time. The one reader of a run's
-        weights (checksummed, ``weights_only``: ``edgercnn.training.checkpoint``); one-line error without any."""
-        info = read_checkpoint(self.checkpoint) if self.checkpoint.is_file() else None
-        step = int(info["step"]) if info is not None else None
-        wall = float(info["wall_time_s"]) if info is not None else None
-        data = info.get("data_fingerprint") if info is not None else None
-        if self.final_weights.is_file():
-            return RunWeights(read_weights(self.final_weights, fix), step, wall, True, data)
-        if info is None:
-            raise EdgeRCNNError(f"{self}: no {self.final_weights.name} or {self.checkpoint.name}; train the run "
-                                "first (edgercnn train)")
-        return RunWeights(info["model"], step, wall, False, data)
-
     def remove_stale_temps(self) -> list[Path]:
         """Delete temp files of this run's files left by a write that was killed (``.checkpoint.pt.*.tmp``, ...)."""
         names = [self.config_file, self.command_file, self.losses, self.evals, self.checkpoint, self.final_weights,
                  self.metrics, self.detections, self.lock_owner]
         return remove_stale_temps(self.path, [p.name for p in names])
-
-
-@dataclass(frozen=True)
-class RunWeights:
-    """A run's model weights as ``RunDir.load_weights`` read them."""
-
-    state: dict[str, Any]  # the model's state_dict
-    step: int | None  # steps trained, from the checkpoint (None: model_final.pt without a checkpoint)
-    wall_time_s: float | None
-    final: bool  # from model_final.pt (training finished); else the last checkpoint's model
-    data_fingerprint: str | None = None  # the checkpoint's dataset fingerprint (what the run trained on)
 
 
 #: Seconds to wait for a lock whose recorded owner is a dead process on this host (its DataLoader workers, which

@@ -9,8 +9,9 @@ from torch import nn
 
 from edgercnn.config import Config
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.training.builder import build_model
-from edgercnn.training.rundir import RunDir, RunWeights
+from edgercnn.builders.model import build_model
+from edgercnn.builders.runweights import RunWeights
+from edgercnn.training.rundir import RunDir
 
 
 @dataclass(frozen=True)

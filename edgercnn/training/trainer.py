@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
-from edgercnn.training.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint, write_weights
+from edgercnn.core.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint, write_weights
 from edgercnn.config import Config
 from edgercnn.core.commands import invoked_command
 from edgercnn.builders.dataset import build_dataset
@@ -33,8 +33,9 @@ from edgercnn.core.io import check_writable
 from edgercnn.evaluation.evaluate import evaluate_model
 from edgercnn.evaluation.metrics import metric_summary
 from edgercnn.model.rcnn import set_trainable
+from edgercnn.builders.model import build_model
+from edgercnn.builders.optimizer import build_optimizer
 from edgercnn.model.sampling import install_per_image_sampling, set_image_seeds
-from edgercnn.training.builder import build_model, build_optimizer
 from edgercnn.model.mask_terms import TERM_KEYS
 from edgercnn.training.rundir import ADDED_LOSS_KEYS, LOSS_COLUMNS, LOSS_KEYS, RunDir
 from edgercnn.config.schedule import lr_at, stage_at

@@ -1,7 +1,7 @@
-"""The model and optimizer of a run: torchvision's Mask R-CNN and its optimizer assembled from a
-:class:`~edgercnn.config.Config`.
+"""The model of a run: torchvision's Mask R-CNN assembled from a :class:`~edgercnn.config.Config`, with the
+weights it starts from.
 
-The parts (backbone presets, heads, samplers, the edge loss, the optimizer) live in :mod:`edgercnn.model` and take
+The parts (backbone presets, heads, samplers, the edge loss, pretrained files) live in :mod:`edgercnn.model` and take
 plain arguments; this is the one place that reads the config for them.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -19,9 +18,10 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from edgercnn.builders.runweights import RunWeightFiles
 from edgercnn.config import Config
+from edgercnn.core.checkpoint import read_weights
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.model import optim
 from edgercnn.model.architecture import BACKBONES, GN_GROUPS
 from edgercnn.model.bmask import add_bmask
 from edgercnn.model.losses import EdgeLoss
@@ -31,8 +31,6 @@ from edgercnn.model.matterport import MatterportRoIAlign, MatterportRPN, glorot_
 from edgercnn.model.rcnn import (MASK_PREDICTORS, MASK_PREDICTORS_56, RESNETS, CanvasTransform,
                                  FrozenStatsBatchNorm2d, MatterportSampler, WideRPNHead, load_imagenet,
                                  to_edge_roi_heads, xavier_init_)
-from edgercnn.training.checkpoint import read_weights
-from edgercnn.training.rundir import RunDir
 
 
 def build_model(cfg: Config, pretrained: bool = True) -> MaskRCNN:
@@ -124,23 +122,15 @@ def build_model(cfg: Config, pretrained: bool = True) -> MaskRCNN:
 
 def detector_weights(init: str) -> tuple[dict[str, Tensor], str]:
     """(the state_dict, its description) of ``init``: torchvision's COCO file from the hub cache, a run folder's
-    weights (``RunDir.load_weights``) or a state_dict file."""
+    weights (``RunWeightFiles.load_weights``) or a state_dict file."""
     if init in COCO_INITS:
         path, hint = coco_file(init)
         return load_coco(path, hint), f"--init {init} ({path})"
     path = Path(init)
     fix = "pass --init coco, a Mask R-CNN state_dict file or a run folder"
     if path.is_dir():
-        return RunDir(path).load_weights(fix).state, f"--init {path}"
+        return RunWeightFiles(path).load_weights(fix).state, f"--init {path}"
     if not path.is_file():
         raise EdgeRCNNError(f"--init {init}: no such file or run folder; {fix}")
     return read_weights(path, fix), f"--init {path}"
 
-
-def build_optimizer(cfg: Config, model: nn.Module, lr: float | None = None,
-                    implementation: str = "auto") -> torch.optim.Optimizer:
-    """``cfg.optimizer`` over ``model``'s parameters at ``lr`` (default: the first stage's), fused where torch
-    has it (see ``edgercnn.model.optim.IMPLEMENTATIONS``). The trainer and anyone timing its step build it here."""
-    lr = float(cfg.resolved_stages()[0]["lr"]) if lr is None else lr
-    return optim.build_optimizer(cfg.optimizer, model, lr, cfg.momentum, cfg.weight_decay, cfg.weight_decay_mode,
-                                 implementation)
