@@ -16,10 +16,9 @@ from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, parse_can
 from edgercnn.core.commands import format_command
 from edgercnn.cli.errors import user_errors
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
-from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, MASK_TERMS
-from edgercnn.model.optim import OPTIMIZERS
-from edgercnn.experiments.reproduce import COMPARISONS, DATASETS
+from edgercnn.model.vocab import (BOUNDARY_RAMP_STEPS, FORMULATIONS, KERNELS, MASK_TERMS, OPTIMIZERS,
+                                  SMOOTH_MODES)
+from edgercnn.experiments.vocab import COMPARISONS, DATASETS
 
 app = typer.Typer(
     help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",

@@ -31,20 +31,12 @@ from edgercnn.experiments import budget
 from edgercnn.core.io import atomic_write_text
 from edgercnn.experiments.runner import Executor, run_all
 from edgercnn.experiments.runs import run_state
+from edgercnn.experiments.vocab import COMPARISONS, CONFIGS, DATASETS  # noqa: F401 (owned there)
 from edgercnn.reporting import ranking, verdict
 from edgercnn.reporting.report import report
 from edgercnn.reporting.results import SeedResult, has_runs, load_curves, load_runs
 from edgercnn.reporting.stats import welch
 
-#: The two configurations compared: the plain Mask R-CNN and the paper's best (Sobel, L2, alpha 1).
-CONFIGS = {"baseline": {"filters": []}, "sobel-p2": {"filters": ["sobel"], "p": 2.0}}
-#: The configurations of each comparison (``--compare``): the paper's pair, and the edge loss among the other
-#: boundary-aware mask losses, each added to the BCE at its paper's weight and schedule (model.mask_terms).
-COMPARISONS = {
-    "edge": CONFIGS,
-    "boundary-losses": {**CONFIGS, **{name: {"filters": [], "mask_losses": [name]}
-                                      for name in ("dice", "lovasz", "boundary", "hausdorff", "bmask")}},
-}
 #: What each comparison's configs are judged against (the first: the baseline of speed-ups and step times).
 REFERENCES = {"edge": ("baseline",), "boundary-losses": ("baseline", "sobel-p2")}
 
@@ -74,7 +66,7 @@ CUSTOM = Protocol("cpu-pennfudan", evals=4, quick_steps=0, quick_evals=3)
 #: A user's dataset on CUDA: torchvision's COCO Mask R-CNN fine-tuned at ~800 px (the gpu-coco-finetune recipe), one
 #: run at a time on the GPU, the steps from --minutes timed on the GPU.
 CUSTOM_GPU = Protocol("gpu-coco-finetune", evals=4, quick_steps=0, quick_evals=3, jobs=1)
-DATASETS = tuple(PROTOCOLS)
+assert tuple(PROTOCOLS) == DATASETS, "experiments.vocab.DATASETS names the measured protocols"
 #: Minutes of a custom dataset's full run (and of its --quick run) when --minutes is not given.
 CUSTOM_MINUTES, CUSTOM_QUICK_MINUTES = 60.0, 10.0
 #: Compared with the committed reference and judged by the verdict: the headline metrics.
