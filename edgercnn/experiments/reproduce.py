@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgercnn.config import Config, config_from_dict
+from edgercnn.core.commands import recorded_command
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.builders.dataset import build_dataset
 from edgercnn.data.manifest import MANIFEST, manifest_name
@@ -183,7 +184,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
               experiment: str | None = None, out_dir: Path = Path("runs/reproduce"),
               results_dir: Path = Path("runs/reproduce/results"), reference: Path | None = None,
               compare: bool = True, jobs: int | None = None, workers: int = 0, device: str = "cpu",
-              console: Console | None = None, command: str = "edgercnn reproduce",
+              console: Console | None = None, command: str | None = None,
               comparison: str = "edge") -> float:
     """Prepare shapes if missing, train + evaluate every config × seed (skipping finished ones, resuming
     unfinished ones), print the report, the verdicts and the comparison with ``reference`` (default: the
@@ -194,6 +195,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
     the steps that fit ``minutes`` (measured on the data first). ``comparison``: the configs (``COMPARISONS``);
     beyond the paper's pair, their ranking per metric against ``REFERENCES`` (written to ranking.md/.csv)."""
     console = console or Console()
+    command = command if command is not None else recorded_command()  # the workers get it as text
     started = time.perf_counter()
     if comparison not in COMPARISONS:
         raise EdgeRCNNError(f"--compare {comparison}: unknown; choose {', '.join(COMPARISONS)}")
