@@ -133,3 +133,36 @@ def test_reproduce_on_a_fresh_clone_trains_and_compares_with_the_committed_refer
     assert "Your runs against the committed reference" in result.plain and "differs (p < 0.05)" in result.plain
     assert sorted(p.name for p in (reference / "baseline").iterdir()) == sorted(
         p.name for p in (committed / "baseline").iterdir())  # the reference is only read
+
+
+def test_help_and_recipes_do_not_import_torch():
+    """`edgercnn --help`, every command's --help and `edgercnn recipes` (list, show, diff) stay light: torch and
+    torchvision load only inside the commands that compute (a fresh interpreter, so nothing is imported yet)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    import edgercnn
+
+    code = textwrap.dedent("""
+        import sys
+        from typer.main import get_command
+        from typer.testing import CliRunner
+        from edgercnn.cli import app
+
+        group = get_command(app)
+        calls = [["--help"], ["recipes"], ["recipes", "cpu-shapes"], ["recipes", "cpu-shapes", "--diff", "torchvision"]]
+        calls += [[name, "--help"] for name in group.commands]
+        calls += [["prepare", name, "--help"] for name in group.commands["prepare"].commands]
+        for args in calls:
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, (args, result.output)
+        print(sorted(m for m in ("torch", "torchvision") if m in sys.modules))
+    """)
+    root = str(Path(edgercnn.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -288,6 +288,24 @@ def test_masks_import_round_trip_and_ap_100(tmp_path):
         assert metrics["segm_AP"] == pytest.approx(100) and metrics["bbox_AP"] == pytest.approx(100)
 
 
+def test_manifest_records_the_one_recorded_command(tmp_path):
+    """A manifest records core.commands.recorded_command: the CLI's normalized form (as run folders and result CSVs
+    do), the raw argv for a library call; the CLI's form does not outlive its command."""
+    import sys
+
+    from edgercnn.core.commands import format_command, recorded_command
+
+    _mask_dataset(tmp_path / "raw", count=2)
+    images, masks = tmp_path / "raw" / "images", tmp_path / "raw" / "masks"
+    result = invoke("prepare", "masks", "--out", tmp_path / "cli", "--masks", masks, "--images", images, "--seed", "0")
+    assert result.exit_code == 0, result.plain
+    assert load_manifest(tmp_path / "cli")["command"] == format_command(  # declaration order; a given default kept
+        ["edgercnn", "prepare", "masks", "--images", images, "--masks", masks, "--out", tmp_path / "cli", "--seed", "0"])
+    assert recorded_command() == format_command(sys.argv)
+    import_masks(images, masks, tmp_path / "lib")
+    assert load_manifest(tmp_path / "lib")["command"] == format_command(sys.argv)
+
+
 def test_masks_problems_are_skipped_and_counted(tmp_path):
     _mask_dataset(tmp_path / "raw", 4)
     raw = tmp_path / "raw"

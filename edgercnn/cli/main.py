@@ -13,13 +13,12 @@ from edgercnn import __version__
 from edgercnn.model.architecture import BACKBONES, NORMS
 from edgercnn.cli.prepare import app as prepare_app
 from edgercnn.config.values import NONE, TRAIN_KEYS, bool_flags, flag, parse_canvas, parse_filters, parse_weights
-from edgercnn.core.commands import format_command
+from edgercnn.cli.recording import RecordedCommand
 from edgercnn.cli.errors import user_errors
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.model.losses import FORMULATIONS, KERNELS, SMOOTH_MODES
-from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, MASK_TERMS
-from edgercnn.model.optim import OPTIMIZERS
-from edgercnn.experiments.reproduce import COMPARISONS, DATASETS
+from edgercnn.model.vocab import (BOUNDARY_RAMP_STEPS, FORMULATIONS, KERNELS, MASK_TERMS, OPTIMIZERS,
+                                  SMOOTH_MODES)
+from edgercnn.experiments.vocab import COMPARISONS, DATASETS
 
 app = typer.Typer(
     help="Edge Agreement Loss for Mask R-CNN (Zimmermann & Siems): prepare data, train, evaluate, report.",
@@ -76,28 +75,6 @@ def main(
     """Edge Agreement Loss for Mask R-CNN."""
 
 
-def command_line(ctx: typer.Context) -> str:
-    """The invoked command rebuilt from the options the user gave (recorded next to every result)."""
-    parts = ["edgercnn", ctx.info_name or ""]
-    for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name)
-        if source is None or source.name == "DEFAULT":
-            continue
-        value = ctx.params[param.name]
-        if param.param_type_name == "argument":
-            parts.append(str(value))
-        elif isinstance(value, bool):
-            flag = next((o for o in param.opts if o.startswith("--")), param.opts[0]) if value else \
-                next((o for o in param.secondary_opts), None)
-            if flag:
-                parts.append(flag)
-        else:
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                item = item.value if isinstance(item, Enum) else item
-                parts += [param.opts[0], str(item)]
-    return format_command(parts)
-
-
 def train_overrides(ctx: typer.Context) -> dict:
     """The config keys of ``edgercnn train``'s options (``values.TRAIN_KEYS``, each read from its option
     ``values.flag(key)``), None where not given; text forms (canvas, filters) parsed by the config layer."""
@@ -126,7 +103,7 @@ def _parse_filters(values: Optional[list[str]]) -> Optional[list[str]]:
     return parse_filters(values) if values else None
 
 
-@app.command(short_help="Train Mask R-CNN with the edge loss (or the baseline).")
+@app.command(cls=RecordedCommand, short_help="Train Mask R-CNN with the edge loss (or the baseline).")
 def train(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare` (holds "
@@ -220,12 +197,12 @@ def train(
 
     with user_errors(debug):
         cfg = load_config(config, train_overrides(ctx))
-        run_dir, metrics, csv_path = train_and_evaluate(cfg, resume=resume, command=command_line(ctx))
+        run_dir, metrics, csv_path = train_and_evaluate(cfg, resume=resume)
         if metrics is not None:
             typer.echo(f"{metric_summary(metrics, digits=2, sep='  ')}  → {csv_path}")
 
 
-@app.command(short_help="List the recipes (config presets); show or diff them.")
+@app.command(cls=RecordedCommand, short_help="List the recipes (config presets); show or diff them.")
 def recipes(
     name: Annotated[Optional[str], typer.Argument(help="A recipe to show key by key with the source of each value; "
                                                        "leave out to list them.")] = None,
@@ -249,7 +226,7 @@ def recipes(
             print_recipe(name, _console())
 
 
-@app.command("eval", short_help="Evaluate a run, or score any COCO detections file.")
+@app.command("eval", cls=RecordedCommand, short_help="Evaluate a run, or score any COCO detections file.")
 def evaluate(
     run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder: <out-dir>/<experiment>/<config>/seed-<n>. "
                                                            "Leave out with --detections.")] = None,
@@ -288,7 +265,7 @@ def evaluate(
                 typer.echo(f"→ {written}")
 
 
-@app.command(short_help="Tables, significance and plots of an experiment's seeds.")
+@app.command(cls=RecordedCommand, short_help="Tables, significance and plots of an experiment's seeds.")
 def report(
     exp_dir: Annotated[Path, typer.Argument(help="An experiment folder: results/<experiment>.")],
     format: Annotated[Format, typer.Option("--format", help="table (rich), markdown, latex or csv.")] = Format.table,
@@ -310,9 +287,8 @@ def report(
                      console=_console(), split_mixed=split_mixed)
 
 
-@app.command(short_help="Baseline vs. Sobel/L2 over seeds, a verdict per metric.")
+@app.command(cls=RecordedCommand, short_help="Baseline vs. Sobel/L2 over seeds, a verdict per metric.")
 def reproduce(
-    ctx: typer.Context,
     dataset: Annotated[Optional[Dataset], typer.Option(help="A dataset with a measured CPU recipe and a committed "
                                                             "reference: shapes (made on the fly, the default) or "
                                                             "pennfudan (edgercnn prepare pennfudan first).")] = None,
@@ -367,12 +343,11 @@ def reproduce(
         run_reproduce(dataset=dataset.value if dataset else None, data=data, seeds=seeds, steps=steps,
                       minutes=minutes, quick=quick, experiment=experiment, out_dir=out_dir, results_dir=results_dir,
                       reference=reference, jobs=jobs, workers=workers, device=device, console=_console(),
-                      command=command_line(ctx), comparison=compare.value)
+                      comparison=compare.value)
 
 
-@app.command(short_help="Run a paper experiment (configs x seeds), then report.")
+@app.command(cls=RecordedCommand, short_help="Run a paper experiment (configs x seeds), then report.")
 def sweep(
-    ctx: typer.Context,
     name: Annotated[Optional[str], typer.Argument(help="An experiment (edgercnn sweep --list), e.g. table1_filters, "
                                                        "or an experiment YAML file.")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the packaged experiments and exit.")] = False,
@@ -422,8 +397,7 @@ def sweep(
         ex = Executor(kind=executor, jobs=jobs, gpus=gpu_list, partition=partition, time_min=time,
                       gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
         run_sweep(name, executor=ex, dry_run=dry_run, data=data, seeds=seed_list, device=device, out_dir=out_dir,
-                  results_dir=results_dir, overrides=parse_sets(set_), console=_console(),
-                  command=command_line(ctx))
+                  results_dir=results_dir, overrides=parse_sets(set_), console=_console())
 
 
 def _parse_ids(value: Optional[str]) -> Optional[list[int]]:
@@ -435,7 +409,7 @@ def _parse_ids(value: Optional[str]) -> Optional[list[int]]:
         raise EdgeRCNNError(f"--image-ids {value!r}: expected comma-separated image ids, e.g. 3,7") from None
 
 
-@app.command(short_help="Predicted masks of runs side by side (Figure 5).")
+@app.command(cls=RecordedCommand, short_help="Predicted masks of runs side by side (Figure 5).")
 def visualize(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders to compare, one column "
                                                    "each (e.g. a baseline and an edge-loss run of the same dataset).")],
@@ -465,7 +439,7 @@ def visualize(
         typer.echo(f"→ {path}")
 
 
-@app.command("visualize-edges", short_help="One instance as the edge loss sees it (Figures 3, 7).")
+@app.command("visualize-edges", cls=RecordedCommand, short_help="One instance as the edge loss sees it (Figures 3, 7).")
 def visualize_edges(
     image_id: Annotated[int, typer.Option(help="Image id (as in the dataset's COCO JSON).")],
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder made by `edgercnn prepare`; default: the "

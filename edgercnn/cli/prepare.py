@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgercnn.cli.errors import user_errors
+from edgercnn.cli.recording import RecordedCommand
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
 
 app = typer.Typer(help="Download/convert a dataset to the edgercnn layout (images + COCO JSON + manifest.json).",
@@ -48,7 +49,7 @@ def _warn(lines: list[str]) -> None:
         console.print(f"[yellow]warning:[/] {escape(line)}")
 
 
-@app.command("shapes", short_help="Write the synthetic shapes dataset (deterministic).")
+@app.command("shapes", cls=RecordedCommand, short_help="Write the synthetic shapes dataset (deterministic).")
 def shapes(
     out: Annotated[Path, typer.Option(help="Dataset folder to write (manifest.json, images/, annotations/).")]
     = Path("data/shapes"),
@@ -80,7 +81,7 @@ class MaskSource(str, Enum):
     polygons = "polygons"
 
 
-@app.command("cityscapes", short_help="Convert Cityscapes gtFine instances to COCO JSON.")
+@app.command("cityscapes", cls=RecordedCommand, short_help="Convert Cityscapes gtFine instances to COCO JSON.")
 def cityscapes(
     root: Annotated[Path, typer.Option(help="Cityscapes folder holding gtFine/ and leftImg8bit/ (created by "
                                             "--download).")],
@@ -127,7 +128,7 @@ def cityscapes(
     console.print(f"dataset ready: {summary['out']}")
 
 
-@app.command("coco", short_help="Check (or download) MS COCO 2017 and write its manifest.")
+@app.command("coco", cls=RecordedCommand, short_help="Check (or download) MS COCO 2017 and write its manifest.")
 def coco(
     root: Annotated[Path, typer.Option(help="COCO 2017 folder with train2017/, val2017/, annotations/ (created "
                                             "by --download).")],
@@ -165,7 +166,7 @@ Strict = Annotated[bool, typer.Option(help="Stop at the first missing, undecodab
                                            "annotation) instead of skipping it with a count.")]
 
 
-@app.command("coco-json", short_help="Import any COCO-format dataset (CVAT, Roboflow, ...).")
+@app.command("coco-json", cls=RecordedCommand, short_help="Import any COCO-format dataset (CVAT, Roboflow, ...).")
 def coco_json(
     images: Annotated[Path, typer.Option(help="Folder the images' file_name entries are relative to (subfolders "
                                               "allowed); images stay there, nothing is copied.")],
@@ -188,7 +189,7 @@ def coco_json(
                                                 val_fraction=val_fraction, seed=seed, strict=strict), debug))
 
 
-@app.command("masks", short_help="Import images with one instance-id mask PNG each.")
+@app.command("masks", cls=RecordedCommand, short_help="Import images with one instance-id mask PNG each.")
 def masks(
     images: Annotated[Path, typer.Option(help="Folder of the images (subfolders allowed); nothing is copied.")],
     masks: Annotated[Path, typer.Option(help="Folder of the instance-id PNGs (0 background, each other value one "
@@ -209,7 +210,7 @@ def masks(
                                             val_fraction=val_fraction, seed=seed, strict=strict), debug))
 
 
-@app.command("pennfudan", short_help="Prepare the Penn-Fudan pedestrians (170 photos).")
+@app.command("pennfudan", cls=RecordedCommand, short_help="Prepare the Penn-Fudan pedestrians (170 photos).")
 def pennfudan(
     root: Annotated[Optional[Path], typer.Option(help="The extracted PennFudanPed folder (PNGImages/, "
                                                       "PedMasks/).")] = None,

@@ -18,16 +18,12 @@ import yaml
 
 from edgercnn.core.errors import ConfigError
 from edgercnn.core.io import atomic_write_text
-from edgercnn.model.losses import CE_EXP, check_edge_args, check_weight
-from edgercnn.model.mask_terms import BOUNDARY_RAMP_STEPS, check_terms
-from edgercnn.model.matterport import (BOX_LOSSES, CLASS_LOSSES, PROPOSAL_SELECTION, ROI_ALIGNS, ROI_LEVELS,
-                                      UNLOADED_INIT)
 from edgercnn.model.architecture import (BACKBONES, CROWD_NEGATIVES, MASK_HEADS_56, MASK_SIZES, MASK_TARGETS,
                                          NORMS, POSTPROCESS, ROI_SAMPLING, STAGE_LAYERS)
-from edgercnn.data.dataset import EVAL_IMAGES
-from edgercnn.data.transforms import RESIZE_MODES
-from edgercnn.model.pretrained import check_init
-from edgercnn.model.optim import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES
+from edgercnn.model.vocab import (BOUNDARY_RAMP_STEPS, BOX_LOSSES, CE_EXP, CLASS_LOSSES, OPTIMIZER_PER_STAGE,
+                                  OPTIMIZERS, PROPOSAL_SELECTION, ROI_ALIGNS, ROI_LEVELS, UNLOADED_INIT,
+                                  WEIGHT_DECAY_MODES, check_edge_args, check_init, check_terms, check_weight)
+from edgercnn.data.vocab import EVAL_IMAGES, RESIZE_MODES
 from edgercnn.config.recipes import check_recipe, recipe_values  # the recipe vocabulary is the packaged files
 from edgercnn.config.schedule import paper_stages, scale_steps
 from edgercnn.config.values import format_filters, format_terms, normalize
@@ -93,7 +89,7 @@ class Config:
     boundary_ramp_steps: int = BOUNDARY_RAMP_STEPS  # the boundary loss's weight +0.01 every N steps
     # data pipeline (section 4)
     canvas: list[int] = field(default_factory=lambda: [1024, 800])  # width, height
-    resize: str = "fit"  # fit | square (data.transforms.RESIZE_MODES)
+    resize: str = "fit"  # fit | square (data.vocab.RESIZE_MODES)
     resize_min_dim: int = 800  # square: short side scaled up to this (never down) unless the long side passes
     hflip: float = 0.5
     strict: bool = False  # per-annotation problems (bad polygons, zero-area boxes, ...) are fatal, not skipped

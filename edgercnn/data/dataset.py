@@ -24,10 +24,8 @@ from edgercnn.data.coco_json import read_coco_json, rle_sums
 from edgercnn.data.manifest import load_manifest, split_paths
 from edgercnn.data.transforms import boxes_to_canvas, build_transforms, canvas_geometry
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.data.vocab import EVAL_IMAGES  # noqa: F401 (owned there)
 
-#: Which val images an evaluation scores (config ``eval_images``): all, or only those with annotations
-#: (``annotated_only``; matterport's COCO evaluation, samples/coco/coco.py load_coco).
-EVAL_IMAGES = ("all", "annotated")
 
 # per-annotation problems: skipped and counted, or fatal with strict=True
 REASONS = {

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgercnn.core.version import __version__
-from edgercnn.core.commands import running_command
+from edgercnn.core.commands import recorded_command
 from edgercnn.core.errors import EdgeRCNNError, os_error_message
 from edgercnn.core.io import atomic_write_text
 
@@ -59,7 +59,7 @@ def write_manifest(
     }
     if created:
         manifest["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    manifest["command"] = command if command is not None else running_command()
+    manifest["command"] = command if command is not None else recorded_command()
     manifest["edgercnn_version"] = __version__
     manifest.update(extra or {})
     path = Path(root) / MANIFEST

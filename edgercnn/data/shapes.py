@@ -175,6 +175,8 @@ def _write(out: Path, options: dict[str, int]) -> None:
         write_coco_json(out / "annotations" / f"instances_{split}.json", images, annotations, categories, info)
         splits[split] = {"images": f"images/{split}", "annotations": f"annotations/instances_{split}.json"}
 
+    # the command that re-creates these files from their options, however they were made (byte-identical
+    # datasets: the one exception to core.commands.recorded_command)
     command = format_command(["edgercnn", "prepare", "shapes",
                               *(x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", v))])
     write_manifest(out, name="shapes", classes=CLASSES, category_ids=[c["id"] for c in categories], splits=splits,

@@ -16,9 +16,8 @@ import albumentations as A
 import cv2
 import torch
 
-#: Where the padding goes per resize mode: top-left of the canvas (fit) or centred (square, as matterport).
-PAD_POSITION = {"fit": "top_left", "square": "center"}
-RESIZE_MODES = tuple(PAD_POSITION)
+from edgercnn.data.vocab import PAD_POSITION, RESIZE_MODES  # noqa: F401 (owned there)
+
 
 
 def fit_scale(width: int, height: int, canvas: tuple[int, int]) -> float:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgercnn.config import Config, config_from_dict
+from edgercnn.core.commands import recorded_command
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.builders.dataset import build_dataset
 from edgercnn.data.manifest import MANIFEST, manifest_name
@@ -31,20 +32,12 @@ from edgercnn.experiments import budget
 from edgercnn.core.io import atomic_write_text
 from edgercnn.experiments.runner import Executor, run_all
 from edgercnn.experiments.runs import run_state
+from edgercnn.experiments.vocab import COMPARISONS, CONFIGS, DATASETS  # noqa: F401 (owned there)
 from edgercnn.reporting import ranking, verdict
 from edgercnn.reporting.report import report
 from edgercnn.reporting.results import SeedResult, has_runs, load_curves, load_runs
 from edgercnn.reporting.stats import welch
 
-#: The two configurations compared: the plain Mask R-CNN and the paper's best (Sobel, L2, alpha 1).
-CONFIGS = {"baseline": {"filters": []}, "sobel-p2": {"filters": ["sobel"], "p": 2.0}}
-#: The configurations of each comparison (``--compare``): the paper's pair, and the edge loss among the other
-#: boundary-aware mask losses, each added to the BCE at its paper's weight and schedule (model.mask_terms).
-COMPARISONS = {
-    "edge": CONFIGS,
-    "boundary-losses": {**CONFIGS, **{name: {"filters": [], "mask_losses": [name]}
-                                      for name in ("dice", "lovasz", "boundary", "hausdorff", "bmask")}},
-}
 #: What each comparison's configs are judged against (the first: the baseline of speed-ups and step times).
 REFERENCES = {"edge": ("baseline",), "boundary-losses": ("baseline", "sobel-p2")}
 
@@ -74,7 +67,7 @@ CUSTOM = Protocol("cpu-pennfudan", evals=4, quick_steps=0, quick_evals=3)
 #: A user's dataset on CUDA: torchvision's COCO Mask R-CNN fine-tuned at ~800 px (the gpu-coco-finetune recipe), one
 #: run at a time on the GPU, the steps from --minutes timed on the GPU.
 CUSTOM_GPU = Protocol("gpu-coco-finetune", evals=4, quick_steps=0, quick_evals=3, jobs=1)
-DATASETS = tuple(PROTOCOLS)
+assert tuple(PROTOCOLS) == DATASETS, "experiments.vocab.DATASETS names the measured protocols"
 #: Minutes of a custom dataset's full run (and of its --quick run) when --minutes is not given.
 CUSTOM_MINUTES, CUSTOM_QUICK_MINUTES = 60.0, 10.0
 #: Compared with the committed reference and judged by the verdict: the headline metrics.
@@ -191,7 +184,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
               experiment: str | None = None, out_dir: Path = Path("runs/reproduce"),
               results_dir: Path = Path("runs/reproduce/results"), reference: Path | None = None,
               compare: bool = True, jobs: int | None = None, workers: int = 0, device: str = "cpu",
-              console: Console | None = None, command: str = "edgercnn reproduce",
+              console: Console | None = None, command: str | None = None,
               comparison: str = "edge") -> float:
     """Prepare shapes if missing, train + evaluate every config × seed (skipping finished ones, resuming
     unfinished ones), print the report, the verdicts and the comparison with ``reference`` (default: the
@@ -202,6 +195,7 @@ def reproduce(*, dataset: str | None = None, data: Path | None = None, seeds: in
     the steps that fit ``minutes`` (measured on the data first). ``comparison``: the configs (``COMPARISONS``);
     beyond the paper's pair, their ranking per metric against ``REFERENCES`` (written to ranking.md/.csv)."""
     console = console or Console()
+    command = command if command is not None else recorded_command()  # the workers get it as text
     started = time.perf_counter()
     if comparison not in COMPARISONS:
         raise EdgeRCNNError(f"--compare {comparison}: unknown; choose {', '.join(COMPARISONS)}")

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from edgercnn.config import Config, config_from_dict, values as config_text
 from edgercnn.config.runconfig import check_path_component
+from edgercnn.core.commands import recorded_command
 from edgercnn.core.errors import ConfigError, EdgeRCNNError
 from edgercnn.reporting.results import SeedResult
 from edgercnn.experiments.runner import Executor, run_all
@@ -192,12 +193,13 @@ def print_plan(runs: list[PlannedRun], console: Console) -> None:
 def sweep(name: str, *, executor: Executor | None = None, dry_run: bool = False, data: Path | None = None,
           seeds: tuple[int, ...] | None = None, device: str = "auto", out_dir: Path = Path("runs"),
           results_dir: Path = Path("results"), overrides: dict[str, Any] | None = None,
-          console: Console | None = None, command: str = "edgercnn sweep") -> list[PlannedRun]:
+          console: Console | None = None, command: str | None = None) -> list[PlannedRun]:
     """Plan ``name``; unless ``dry_run``, copy reusable seeds, run the missing ones and print the report.
     Returns the plan (states as before running)."""
     from edgercnn.reporting.report import report
 
     console = console or Console()
+    command = command if command is not None else recorded_command()  # the workers get it as text
     exp = Experiment.load(name)
     runs = plan(exp, data=data, seeds=seeds, device=device, out_dir=out_dir, results_dir=results_dir,
                 overrides=overrides)

@@ -8,8 +8,6 @@ Roberts mixes freely with the 3×3 filters.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,25 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Section 3.1, eqs. 2-4, and the filters named after eq. 4. Lists of kernels, each a 3×3 (or 2×2) table.
-KERNELS: dict[str, tuple[tuple[tuple[float, ...], ...], ...]] = {
-    "sobel": (((1, 0, -1), (2, 0, -2), (1, 0, -1)), ((1, 2, 1), (0, 0, 0), (-1, -2, -1))),
-    "prewitt": (((1, 0, -1), (1, 0, -1), (1, 0, -1)), ((1, 1, 1), (0, 0, 0), (-1, -1, -1))),
-    "kayyali": (((6, 0, -6), (0, 0, 0), (-6, 0, 6)), ((-6, 0, 6), (0, 0, 0), (6, 0, -6))),
-    "roberts": (((1, 0), (0, -1)), ((0, 1), (-1, 0))),
-    "laplace": (((1, 1, 1), (1, -8, 1), (1, 1, 1)),),  # eq. 4: the paper's L
-    "laplace4": (((0, 1, 0), (1, -4, 1), (0, 1, 0)),),  # eq. 3
-}
+from edgercnn.model.vocab import (CE_EXP, FORMULATIONS, KERNELS, SMOOTH_MODES,  # noqa: F401 (owned there)
+                                  check_edge_args, check_weight)
+
 #: Axis names of the two kernels of a two-kernel filter: x, y, except the diagonal ones (Roberts, Kayyali).
 KERNEL_AXES = {"roberts": ("d1", "d2"), "kayyali": ("d1", "d2")}
 #: The 3×3 Gaussian the authors used for section 5.6.1.
 GAUSSIAN_3X3 = ((0.077847, 0.123317, 0.077847), (0.123317, 0.195346, 0.123317), (0.077847, 0.123317, 0.077847))
-SMOOTH_MODES = ("gt", "pred", "both")
-FORMULATIONS = ("lp", "ce-product", "ce-exp")
-#: The ce-exp formulation: ``paper`` = α · mean(L_mask-pw · exp(L_edge-pw / 4)) (section 5.6.3); ``authors`` = as the
-#: authors coded it, mean(L_mask-pw · exp(α · L_edge-pw / 16)) (mrcnn/model.py mrcnn_mask_edge_loss_graph,
-#: weight_entropy: α inside the exponent, ÷16).
-CE_EXP = ("paper", "authors")
 #: Added under the square root of the gradient magnitude so its gradient is finite at flat regions.
 MAGNITUDE_EPS = 1e-12
 
@@ -60,39 +46,6 @@ def _filter_bank(filters: tuple[str, ...], device: torch.device, dtype: torch.dt
 @lru_cache(maxsize=16)
 def _gaussian(device: torch.device, dtype: torch.dtype) -> Tensor:
     return torch.tensor(GAUSSIAN_3X3, device=device, dtype=dtype)[None, None]
-
-
-def _finite_at_least(value, low: float) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= low
-
-
-def check_edge_args(filters, p: float, smooth: str | None, magnitude: bool, formulation: str) -> tuple[str, ...]:
-    """Validate the loss options; return the filters as a tuple. Raises ValueError saying what is allowed."""
-    if isinstance(filters, str):
-        filters = (filters,)
-    filters = tuple(filters)
-    if not filters:
-        raise ValueError("filters: give at least one of " + ", ".join(KERNELS))
-    unknown = [f for f in filters if f not in KERNELS]
-    if unknown:
-        raise ValueError(f"filters: unknown {unknown}; allowed: {', '.join(KERNELS)}")
-    if not _finite_at_least(p, 1):
-        raise ValueError(f"p: must be >= 1 and finite (an L^p distance), got {p!r}")
-    if smooth not in (None, *SMOOTH_MODES):
-        raise ValueError(f"smooth: got {smooth!r}; allowed: None, {', '.join(SMOOTH_MODES)}")
-    if formulation not in FORMULATIONS:
-        raise ValueError(f"formulation: got {formulation!r}; allowed: {', '.join(FORMULATIONS)}")
-    if magnitude and not any(len(KERNELS[f]) == 2 for f in filters):
-        raise ValueError("magnitude: needs a two-kernel filter (sobel, prewitt, kayyali or roberts)")
-    return filters
-
-
-def check_weight(weight: float) -> float:
-    """``weight`` (α, the config's and ``add_edge_loss``'s ``alpha``) if it is a finite number >= 0, else ValueError:
-    one rule for the command line, a config file and ``EdgeLoss`` (NaN or inf would make every loss NaN or inf)."""
-    if not _finite_at_least(weight, 0):
-        raise ValueError(f"alpha: must be >= 0 and finite (the edge-loss weight), got {weight!r}")
-    return weight
 
 
 def edge_maps(masks: Tensor, filters: tuple[str, ...], magnitude: bool = False) -> Tensor:

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
+from edgercnn.model.vocab import BOUNDARY_RAMP_STEPS
+
 #: Added to each sum of squares of the Dice denominator, as SOLO's dice_loss (WXinlong/SOLO
 #: mmdet/models/anchor_heads/solo_head.py: ``b = sum(input²) + 0.001``, ``c = sum(target²) + 0.001``).
 DICE_EPS = 0.001
@@ -193,7 +195,7 @@ DEFAULT_WEIGHTS: dict[str, Weight] = {
     "lovasz": Weight(1.0),
     # Kervadec et al. MIDL 2019: 0.01, +0.01 per epoch. Our choice: one 'epoch' = 60 steps, one Penn-Fudan train
     # epoch at batch 2 (about 120 images); the region loss (the BCE) keeps weight 1, as the paper's L_GDL + α L_B.
-    "boundary": Weight(0.01, 0.01, 60),
+    "boundary": Weight(0.01, 0.01, BOUNDARY_RAMP_STEPS),  # 60 (model.vocab)
     # Karimi & Salcudean add λ·Dice with λ re-balanced each epoch to equalise the two terms; with the BCE as the
     # region term no paper weight fits, so 1 (our choice; distances are ÷ M, so HD_DT ≤ 2·2 per pixel for α = 2).
     "hausdorff": Weight(1.0),

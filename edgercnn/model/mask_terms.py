@@ -8,21 +8,19 @@ Each term enters the training loss dict as ``loss_<name>``, already multiplied b
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from torch import Tensor
 
 from edgercnn.model.bmask import bmask_loss
 from edgercnn.model.mask_losses import DEFAULT_WEIGHTS, MASK_LOSSES, Weight
+from edgercnn.model.vocab import BOUNDARY_RAMP_STEPS, MASK_TERMS, check_terms
 
-#: Every term a run can add: the pure losses, then BMask R-CNN's boundary-preserving branch (a head + its loss).
-MASK_TERMS = (*MASK_LOSSES, "bmask")
+# MASK_TERMS (model.vocab): the pure losses, then BMask R-CNN's boundary-preserving branch (a head + its loss).
+assert MASK_TERMS == (*MASK_LOSSES, "bmask"), "model.vocab.MASK_TERMS names the losses of model.mask_losses"
 #: Each term's default weight (and schedule) with its source (``mask_losses.DEFAULT_WEIGHTS``); BMask's boundary
 #: loss enters the total with weight 1, as the reference's ``loss_boundary`` (hustvl/BMaskR-CNN mask_head.py).
 TERM_WEIGHTS = {**DEFAULT_WEIGHTS, "bmask": Weight(1.0)}
-#: Steps per +0.01 of the boundary loss's weight ramp (Kervadec et al.: per epoch; see DEFAULT_WEIGHTS).
-BOUNDARY_RAMP_STEPS = DEFAULT_WEIGHTS["boundary"].every
 
 
 def loss_key(name: str) -> str:
@@ -32,27 +30,6 @@ def loss_key(name: str) -> str:
 
 #: The loss-dict keys of all terms, in ``MASK_TERMS`` order.
 TERM_KEYS = tuple(loss_key(n) for n in MASK_TERMS)
-
-
-def check_terms(names, weights: dict[str, float] | None = None, ramp_steps: int = BOUNDARY_RAMP_STEPS) \
-        -> tuple[str, ...]:
-    """Validate term names (unknown, repeated), their weight overrides (a known term among ``names``, a finite
-    number >= 0) and the ramp length (>= 1); return the names as a tuple. ValueError saying what is allowed."""
-    names = (names,) if isinstance(names, str) else tuple(names)
-    unknown = [n for n in names if n not in MASK_TERMS]
-    if unknown:
-        raise ValueError(f"mask_losses: unknown {unknown}; allowed: {', '.join(MASK_TERMS)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"mask_losses: {list(names)} names a loss twice; give each once")
-    for name, w in (weights or {}).items():
-        if name not in names:
-            raise ValueError(f"mask_loss_weights: {name!r} is not among the mask losses {list(names)}; add it with "
-                             "--mask-loss or drop its weight")
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"mask_loss_weights: {name}={w!r}; a weight is a finite number >= 0")
-    if isinstance(ramp_steps, bool) or not isinstance(ramp_steps, int) or ramp_steps < 1:
-        raise ValueError(f"boundary_ramp_steps: must be an integer >= 1, got {ramp_steps!r}")
-    return names
 
 
 @dataclass(frozen=True)

@@ -19,30 +19,9 @@ from torchvision.ops import MultiScaleRoIAlign, box_area
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.poolers import LevelMapper, _setup_scales
 
-#: ResNet layers that no weights file covers (all of them without one; layer3.6-22 of a ResNet-101 loaded with the
-#: ResNet-50 file): ``torchvision`` = torchvision's init (kaiming-normal fan_out convs); ``glorot`` = Keras's
-#: defaults, as the authors' layers had: glorot-uniform convs, bias 0, norm scale 1 / shift 0 / statistics 0 and 1.
-UNLOADED_INIT = ("torchvision", "glorot")
-#: Box regression losses of the RPN and the RoI heads: ``torchvision`` = smooth-L1 (beta 1/9) summed and divided by
-#: the sampled anchors/RoIs, raw RPN deltas; ``matterport`` = smooth-L1 (beta 1) averaged over positive
-#: anchors/RoIs × 4 coordinates, RPN deltas divided by RPN_BBOX_STD_DEV (rpn_bbox_loss_graph,
-#: mrcnn_bbox_loss_graph, build_rpn_targets).
-BOX_LOSSES = ("torchvision", "matterport")
-#: RoI classifier loss: ``torchvision`` = cross-entropy averaged over the sampled RoIs; ``matterport`` = the RoIs
-#: zero-padded to roi_per_image slots per image, padding trained as background, averaged over slots × batch
-#: (mrcnn_class_loss_graph on detection_targets_graph's output; no negatives when there are no positives).
-CLASS_LOSSES = ("torchvision", "matterport")
-#: RoI → FPN level: ``floor`` = torchvision's floor(4 + log2(√area / 224)); ``round`` = matterport's
-#: 4 + round(log2(√area / 224)) (PyramidROIAlign), both clamped to P2-P5.
-ROI_LEVELS = ("floor", "round")
-#: RoI feature sampling: ``torchvision`` = RoIAlign (2×2 samples per bin, averaged); ``crop_and_resize`` = one
-#: bilinear sample per output cell, corners included (tf.image.crop_and_resize in PyramidROIAlign).
-ROI_ALIGNS = ("torchvision", "crop_and_resize")
-#: RPN proposals kept for the heads: ``per_level`` = torchvision's top pre_nms_top_n anchors of each FPN level, NMS
-#: per level; ``global`` = the authors' ProposalLayer (mrcnn/model.py:288-342): the top ``GLOBAL_PRE_NMS`` anchors
-#: by score over all levels together, one NMS (RPN_NMS_THRESHOLD 0.7, torchvision's too), the best
-#: post_nms_top_n (POST_NMS_ROIS_TRAINING 2000 / _INFERENCE 1000, torchvision's too).
-PROPOSAL_SELECTION = ("per_level", "global")
+from edgercnn.model.vocab import (BOX_LOSSES, CLASS_LOSSES, PROPOSAL_SELECTION, ROI_ALIGNS,  # noqa: F401 (owned there)
+                                  ROI_LEVELS, UNLOADED_INIT)
+
 #: ProposalLayer's pre_nms_limit (mrcnn/model.py:299 ``tf.minimum(6000, tf.shape(anchors)[1])``, not a config value).
 GLOBAL_PRE_NMS = 6000
 

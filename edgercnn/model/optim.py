@@ -5,14 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-OPTIMIZERS = ("sgd", "adamw")
-#: The optimizer across stages: ``keep`` one (its momentum carries over) or a ``fresh`` one at each stage start
-#: (matterport: MaskRCNN.train compiles a new keras SGD per stage).
-OPTIMIZER_PER_STAGE = ("keep", "fresh")
-#: How weight decay applies: ``uniform`` (torch's: the same ``weight_decay`` for every tensor) or ``per_size``
-#: (matterport's MaskRCNN.compile: an L2 loss weight_decay × sum(w²) / w.size() per tensor, norm scales/shifts left
-#: out; as SGD weight decay that is 2 × weight_decay / w.numel()).
-WEIGHT_DECAY_MODES = ("uniform", "per_size")
+from edgercnn.model.vocab import OPTIMIZER_PER_STAGE, OPTIMIZERS, WEIGHT_DECAY_MODES  # noqa: F401 (owned there)
+
 #: How the update runs: ``fused`` (one kernel per parameter group), ``foreach`` (one op per step of the update,
 #: over all tensors of a group), ``plain`` (a chain of small ops per tensor); ``auto`` is the first that torch
 #: supports for the optimizer and the parameters' devices. On the cpu-pennfudan step, fused AdamW took 0.93x the

@@ -20,53 +20,15 @@ from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.model.vocab import (AUTO, COCO_BACKBONE, COCO_INIT_NAMES, IMAGENET_BACKBONES,  # noqa: F401 (owned there)
+                                  PRETRAINED_NORMS, check_init, resolve_backbone_weights)
 
-#: ``backbone_weights`` that resolves per backbone and norm (``resolve_backbone_weights``).
-AUTO = "auto"
-#: Backbones with an ImageNet file (``model.rcnn.IMAGENET_WEIGHTS``) that ``auto`` loads.
-IMAGENET_BACKBONES = ("resnet50", "resnet101")
-#: Norms meant for pretrained weights (``architecture.NORMS``; ``gn`` trains from random weights).
-PRETRAINED_NORMS = ("frozen_bn", "frozen_stats_bn")
 #: ``init`` names with a torchvision file in the torch hub cache. (``maskrcnn_resnet50_fpn_v2`` is another
 #: architecture: BatchNorm in the FPN and heads, a 4-conv box head, a 2-conv RPN; not built here.)
 COCO_INITS = {"coco": MaskRCNN_ResNet50_FPN_Weights.COCO_V1}
-#: The torchvision Mask R-CNN that ``coco`` fits: its backbone, norms and widths (``architecture.BACKBONES``).
-COCO_BACKBONE = "resnet50"
+assert tuple(COCO_INITS) == COCO_INIT_NAMES, "model.vocab.COCO_INIT_NAMES names these files"
 #: Left new for the dataset's classes under COCO init (torchvision's tutorial replaces these two).
 PREDICTORS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
-
-
-def resolve_backbone_weights(backbone: str, norm: str, backbone_weights: str | None, init: str | None) -> str | None:
-    """The backbone file to load (``imagenet``, ``imagenet-resnet50``, a path) or None for random weights; None
-    under ``init`` too (the detector's file covers the backbone)."""
-    if init is not None:
-        return None
-    if backbone_weights == AUTO:
-        return "imagenet" if backbone in IMAGENET_BACKBONES and norm in PRETRAINED_NORMS else None
-    return backbone_weights
-
-
-def check_init(backbone: str, norm: str, backbone_weights: str | None, init: str | None, rpn_channels: int | None,
-               first_layers: str) -> str | None:
-    """A one-line problem with how the weights start, or None. A random paper backbone (``IMAGENET_BACKBONES``)
-    frozen by the first stage would train the heads on random features (and frozen batch norm from random weights
-    does not normalise): refused; a first stage training ``all`` layers asks for random weights explicitly."""
-    if init is not None:
-        if backbone_weights not in (AUTO, None):
-            return (f"init {init} and backbone_weights {backbone_weights}: the detector's weights cover the backbone; "
-                    "leave --backbone-weights unset")
-        if init in COCO_INITS and (backbone != COCO_BACKBONE or norm not in PRETRAINED_NORMS or rpn_channels):
-            return (f"init {init}: torchvision's COCO Mask R-CNN is a {COCO_BACKBONE} with frozen batch norm and a "
-                    f"256-channel RPN; got backbone {backbone}, norm {norm}, rpn_channels {rpn_channels}: pass "
-                    f"--backbone {COCO_BACKBONE} --norm frozen_bn (or leave --init unset)")
-        return None
-    weights = resolve_backbone_weights(backbone, norm, backbone_weights, init)
-    if weights is None and backbone in IMAGENET_BACKBONES and first_layers != "all":
-        return (f"backbone {backbone} from random weights (backbone_weights: none) with a first stage that trains "
-                f"only '{first_layers}': the frozen random ResNet would feed the heads random features; pass "
-                "--backbone-weights imagenet (the paper's) or --init coco, or start the stages with all layers "
-                "(stages: all:STEPS@LR,...) to train from random weights")
-    return None
 
 
 def coco_file(init: str) -> tuple[Path, str]:

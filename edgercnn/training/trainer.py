@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from edgercnn.core.checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint, write_weights
 from edgercnn.config import Config
-from edgercnn.core.commands import invoked_command
+from edgercnn.core.commands import recorded_command
 from edgercnn.builders.dataset import build_dataset
 from edgercnn.data.dataset import collate, report_skipped, warn_if_empty
 from edgercnn.data.manifest import dataset_fingerprint, load_manifest
@@ -111,7 +111,7 @@ class Trainer:
         self.stages = cfg.resolved_stages()
         self.total_steps = cfg.total_steps()
         self.rundir = RunDir.of(self.cfg)
-        self.command = command or invoked_command()
+        self.command = command or recorded_command()
         self._final_evaluation: tuple[dict[str, float], list] | None = None
 
         check_outputs(cfg)
