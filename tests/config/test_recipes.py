@@ -1,5 +1,5 @@
 """The authors' recipe (issue #9): every difference to torchvision as a config key, the recipes that set them, and
-the official Cityscapes metric."""
+the official Cityscapes metric; a recipe name is a packaged name, never a path."""
 
 from __future__ import annotations
 
@@ -17,15 +17,18 @@ from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config, load_config
+from edgercnn.config.recipediff import recipe_diff
+from edgercnn.config.recipes import check_recipe, load_recipe, recipe_names, recipe_values
 from edgercnn.config.runconfig import _field_names
+from edgercnn.core.errors import ConfigError, EdgeRCNNError
 from edgercnn.data.coco_json import mask_annotation, write_coco_json
 from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.data.manifest import write_manifest
 from edgercnn.data.transforms import build_transforms, canvas_geometry, to_original
-from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.rcnn import AuthorsMaskPredictor56, MatterportSampler
 from edgercnn.training.builder import build_model
-from edgercnn.config.recipes import load_recipe, recipe_names, recipe_values
+
+from tests.clirunner import invoke, one_line_error
 
 runner = CliRunner()
 
@@ -260,9 +263,9 @@ def test_prepare_cityscapes_box_area_and_dropped_crowd(cs_root):
 
 
 def test_official_cityscapes_metric_is_100_on_ground_truth(cs_root):
-    from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
     from edgercnn.data.cityscapes import convert_cityscapes
     from edgercnn.data.manifest import load_manifest
+    from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
 
     convert_cityscapes(cs_root, progress=False, workers=1)
     manifest = load_manifest(cs_root)
@@ -294,8 +297,8 @@ def test_official_cityscapes_ap_depends_on_the_score_order(cs_root):
     import pycocotools.mask as mask_util
 
     from edgercnn.data.cityscapes import convert_cityscapes
-    from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
     from edgercnn.data.manifest import load_manifest
+    from edgercnn.evaluation.cityscapesmetrics import cityscapes_metrics, gt_folder
 
     convert_cityscapes(cs_root, progress=False, workers=1)
     gt_dir = gt_folder(load_manifest(cs_root), "val")
@@ -504,3 +507,24 @@ def test_prepare_cityscapes_cli_crowd_and_area_options(cs_root):
     assert (manifest["source"]["crowd"], manifest["source"]["area"]) == ("drop", "box")
     result = runner.invoke(app, ["prepare", "cityscapes", "--root", str(cs_root), "--area", "polygon"])
     assert result.exit_code == 1 and "--area polygon" in result.output
+
+
+# ---- recipes: one rule for a name -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../recipes/torchvision", "../../config/recipes/torchvision",
+                                  "torchvision/../torchvision", "/tmp/x", ""])
+def test_a_recipe_name_is_a_packaged_name_never_a_path(name):
+    for call in (lambda: check_recipe(name), lambda: load_recipe(name), lambda: recipe_diff("torchvision", name),
+                 lambda: load_config(None, {"recipe": name})):
+        with pytest.raises(ConfigError, match="no such recipe; choose .*torchvision"):
+            call()
+    one_line_error(invoke("recipes", name), "no such recipe")
+    one_line_error(invoke("recipes", "torchvision", "--diff", name), "--diff")
+    one_line_error(invoke("recipes", name, "--diff", "torchvision"), "no such recipe")
+    one_line_error(invoke("train", "--recipe", name, "--data", "."), "no such recipe")
+
+
+def test_packaged_recipes_still_load():
+    assert load_recipe("torchvision")["keys"] and check_recipe("authors-coco") == "authors-coco"
+    assert invoke("recipes", "authors-coco", "--diff", "torchvision").exit_code == 0

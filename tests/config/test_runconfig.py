@@ -1,4 +1,5 @@
-"""The one configuration object: defaults, YAML, overrides, validation, the stage schedule."""
+"""The one configuration object: defaults, YAML, overrides, validation (strict types, names that would become
+paths), the stage schedule."""
 
 import pytest
 import yaml
@@ -6,6 +7,8 @@ import yaml
 from edgercnn.config import Config, load_config
 from edgercnn.config.schedule import paper_stages, stage_at
 from edgercnn.core.errors import ConfigError
+
+from tests.clirunner import TINY, invoke, one_line_error
 
 
 def test_defaults_are_the_papers_schedule():
@@ -106,3 +109,60 @@ def test_config_is_frozen():
     assert dataclasses.replace(cfg, seed=3).seed == 3
     with pytest.raises(ConfigError):
         dataclasses.replace(cfg, p=0.5)
+
+
+# ---- names that become path components ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key,value", [("name", "../../x"), ("name", "a/b"), ("experiment", "/abs/exp"),
+                                       ("experiment", ".."), ("name", "a\\b"), ("experiment", "")])
+def test_config_names_that_would_escape_are_refused(key, value):
+    with pytest.raises(ConfigError, match=key):
+        Config(**{key: value})
+
+
+def test_train_with_an_escaping_name_is_one_line_and_writes_nothing(shapes, tmp_path):
+    one_line_error(invoke("train", "--data", shapes, *TINY, "--steps", "3", "--no-eval", "--out-dir",
+                          tmp_path / "runs", "--name", "../../escaped"), "name")
+    one_line_error(invoke("train", "--data", shapes, *TINY, "--steps", "3", "--no-eval", "--out-dir",
+                          tmp_path / "runs", "--experiment", str(tmp_path / "abs")), "experiment")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escaped").exists()
+    assert not (tmp_path / "abs").exists()
+
+
+# ---- strict config types --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('magnitude: "false"\n', "magnitude: expected a boolean (true or false), got 'false' (str)"),
+    ("batch_size: 2.5\n", "batch_size: expected an integer, got 2.5 (float)"),
+    ('seed: "7"\n', "seed: expected an integer, got '7' (str)"),
+    ("steps: 3.7\n", "steps: expected an integer or null, got 3.7 (float)"),
+    ("amp: 1\n", "amp: expected a boolean (true or false), got 1 (int)"),
+    ("hflip: true\n", "hflip: expected a number, got True (bool)"),
+    ("canvas: [64, '64']\n", "canvas: expected a list of integers"),
+    ("filters: [sobel, 3]\n", "filters: expected a list of strings"),
+    ("lr: null\nexperiment: null\n", "experiment: expected a string, got None"),
+    ("stages: [{steps: 3.7, layers: all, lr: 0.1}]\n", "stages[0].steps: expected an integer, got 3.7"),
+    ("seed: -1\n", "seed: must be >= 0, got -1"),
+])
+def test_config_types_are_strict(tmp_path, text, needle):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ints_are_numbers_and_none_where_optional():
+    cfg = Config(p=2, alpha=1, lr=None, steps=None, grad_clip_norm=None, hflip=0, name=None)
+    assert cfg.p == 2 and Config(**yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
+
+
+def test_bad_seed_and_binary_yaml_are_one_line_errors(tiny_shapes, tmp_path):
+    one_line_error(invoke("train", "--data", tiny_shapes, "--seed", "-1", "--out-dir", tmp_path / "runs"),
+                   "seed: must be >= 0")
+    garbage = tmp_path / "g.yaml"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    one_line_error(invoke("train", "--config", garbage), "g.yaml: not valid YAML")
+    assert not (tmp_path / "runs").exists()

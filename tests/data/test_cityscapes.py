@@ -1,27 +1,27 @@
-"""Cityscapes conversion of the real fixture frame, checked against cityscapesscripts' own reading."""
+"""Cityscapes conversion of the real fixture frame, checked against cityscapesscripts' own reading; truncated
+images, the pixel limit and a damaged JSON on a re-run."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cityscapesscripts.evaluation.instances2dict import instances2dict
+from cityscapesscripts.helpers.labels import id2label, name2label
 from PIL import Image
 from pycocotools.coco import COCO
 from typer.testing import CliRunner
 
-from cityscapesscripts.evaluation.instances2dict import instances2dict
-from cityscapesscripts.helpers.labels import id2label, name2label
-
 from edgercnn.cli import app
-from edgercnn.data.cityscapes import EVAL_CLASSES, convert_cityscapes
-from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.data.cityscapes import EVAL_CLASSES, convert_cityscapes
+from edgercnn.data.dataset import MAX_PIXELS_ENV, CocoInstanceDataset
 
-# One real Cityscapes val frame (downscaled), copied from ../shared/fixtures/cityscapes so a clean clone has it.
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cityscapes"
+from tests.clirunner import invoke, one_line_error
+from tests.paths import CITYSCAPES_FIXTURE
+
 STEM = "frankfurt/frankfurt_000000_000294"
 
 
@@ -130,7 +130,7 @@ def test_bad_inputs_name_the_file(cs_root, tmp_path):
     with pytest.raises(EdgeRCNNError, match="leftImg8bit.png: image missing"):
         convert_cityscapes(cs_root, progress=False)
     (cs_root / "gtFine/val" / f"{STEM}_gtFine_polygons.json").write_text('{"imgHeight": 1, "imgWidth": 1, "objects": [{"label": "dragon", "polygon": [[0,0],[1,0],[1,1]]}]}')
-    shutil.copy(FIXTURE / "leftImg8bit/val" / f"{STEM}_leftImg8bit.png", img)
+    shutil.copy(CITYSCAPES_FIXTURE / "leftImg8bit/val" / f"{STEM}_leftImg8bit.png", img)
     with pytest.raises(EdgeRCNNError, match="polygons.json: unknown label 'dragon'"):
         convert_cityscapes(cs_root, masks="polygons", progress=False)
 
@@ -152,3 +152,46 @@ def test_download_needs_credentials(monkeypatch, tmp_path):
     monkeypatch.delenv("CITYSCAPES_PASSWORD", raising=False)
     result = CliRunner().invoke(app, ["prepare", "cityscapes", "--root", str(tmp_path), "--download"])
     assert result.exit_code == 1 and "CITYSCAPES_USERNAME" in result.output
+
+
+# ---- truncated images and the pixel limit ---------------------------------------------------------------------------
+
+
+def _cityscapes(tmp_path):
+    root = tmp_path / "cityscapes"
+    shutil.copytree(CITYSCAPES_FIXTURE, root)
+    return root, next((root / "leftImg8bit").rglob("*_leftImg8bit.png"))
+
+
+def test_prepare_cityscapes_refuses_a_truncated_image(tmp_path):
+    root, image = _cityscapes(tmp_path)
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) * 2 // 3])
+    line = one_line_error(invoke("prepare", "cityscapes", "--root", root, "--workers", "1"), "truncated")
+    assert str(image) in " ".join(line.split()) or image.name in line
+    assert "ready" not in line
+
+
+def test_prepare_cityscapes_refuses_an_image_over_the_limit(tmp_path, monkeypatch):
+    root, image = _cityscapes(tmp_path)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "100")
+    one_line_error(invoke("prepare", "cityscapes", "--root", root, "--workers", "1"), "over the limit")
+
+
+# ---- prepare verifies what it skips ---------------------------------------------------------------------------------
+
+
+def test_cityscapes_rerun_notices_a_damaged_json(tmp_path):
+    from edgercnn.data.cityscapes import convert_cityscapes
+
+    root = tmp_path / "cityscapes"
+    shutil.copytree(CITYSCAPES_FIXTURE, root)
+    convert_cityscapes(root, workers=1, progress=False)
+    assert convert_cityscapes(root, workers=1, progress=False)["splits"]["val"]["up_to_date"]
+    json_path = root / "edgercnn/instances_val.json"
+    good = json_path.read_bytes()
+    json_path.write_bytes(good[: len(good) // 2])
+    assert not convert_cityscapes(root, workers=1, progress=False)["splits"]["val"]["up_to_date"]
+    assert json_path.read_bytes() == good
+    (root / "edgercnn/instances_val.stamp.json").write_text("{")  # a garbled stamp: convert again, no traceback
+    assert not convert_cityscapes(root, workers=1, progress=False)["splits"]["val"]["up_to_date"]

@@ -1,20 +1,27 @@
-"""The training Dataset and its transforms: canvas, padding, flip/resize consistency, bad input."""
+"""The training Dataset and its transforms: canvas, padding, flip/resize consistency, bad input (file names outside
+the images folder, the pixel limit, truncated images, EXIF, splits without instances, garbage RLEs)."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from edgercnn.data.dataset import CocoInstanceDataset, collate, masks_to_boxes
-from edgercnn.data.shapes import make_shapes
 from edgercnn.core.errors import EdgeRCNNError
+from edgercnn.data.dataset import MAX_PIXELS_ENV, CocoInstanceDataset, collate, masks_to_boxes
+from edgercnn.data.shapes import make_shapes
+
+from tests.crafted import bomb, val_json
 
 CANVAS = (200, 160)  # W x H; a square 96 px image fits as 160x160, 40 px of right padding
+SMALL_CANVAS = (96, 64)  # W x H of the image decoding and annotation checks
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +196,171 @@ def test_bad_files_name_the_file(tmp_path, shapes_root):
     (root / "manifest.json").write_text("[")
     with pytest.raises(EdgeRCNNError, match="manifest.json: not valid JSON"):
         CocoInstanceDataset(root, "train")
+
+
+# ---- dataset file names stay inside the images folder ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../../etc/hostname", "/etc/hostname", "a/../../x.png", "..\\..\\x.png"])
+def test_a_file_name_outside_the_images_folder_is_refused(shapes, name):
+    path = val_json(shapes)
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = name
+    path.write_text(json.dumps(data))
+    with pytest.raises(EdgeRCNNError, match="not a path inside the images folder"):
+        CocoInstanceDataset(shapes, "val", canvas=(64, 64))
+
+
+def test_subfolders_in_file_names_are_fine(shapes):
+    images = shapes / "images" / "val"
+    (images / "sub").mkdir()
+    path = val_json(shapes)
+    data = json.loads(path.read_text())
+    first = data["images"][0]["file_name"]
+    shutil.move(images / first, images / "sub" / first)
+    data["images"][0]["file_name"] = f"sub/{first}"
+    path.write_text(json.dumps(data))
+    ds = CocoInstanceDataset(shapes, "val", canvas=(64, 64))
+    assert ds[0][0].shape == (3, 64, 64)
+
+
+# ---- the pixel limit ------------------------------------------------------------------------------------------------
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(shapes):
+    path = bomb(shapes)
+    assert path.stat().st_size < 1000
+    ds = CocoInstanceDataset(shapes, "val", canvas=(64, 64))
+    with pytest.raises(EdgeRCNNError, match="over the limit") as err:
+        ds[0]
+    assert "900000000 pixels" in str(err.value) and MAX_PIXELS_ENV in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_pixel_limit_is_configurable(shapes, monkeypatch):
+    monkeypatch.setenv(MAX_PIXELS_ENV, str(64 * 64 - 1))
+    ds = CocoInstanceDataset(shapes, "val", canvas=(64, 64))
+    with pytest.raises(EdgeRCNNError, match="over the limit of 4095"):
+        ds[0]
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(EdgeRCNNError, match=MAX_PIXELS_ENV):
+        ds[0]
+    monkeypatch.setenv(MAX_PIXELS_ENV, str(64 * 64))
+    assert ds[0][0].shape == (3, 64, 64)
+
+
+# ---- truncated images are corrupt -----------------------------------------------------------------------------------
+
+
+def _jpeg_dataset(tmp_path, jpeg: bytes, name="000001.jpg"):
+    root = tmp_path / "ds"
+    make_shapes(root, train=1, val=0, size=64)
+    path = root / "annotations/instances_train.json"
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = name
+    path.write_text(json.dumps(data))
+    (root / "images/train" / name).write_bytes(jpeg)
+    return root
+
+
+def _jpeg(size=64, exif=None) -> bytes:
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((size, size, 3)) * 255).astype(np.uint8), (7, 7), 2)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=90, **({"exif": exif} if exif else {}))
+    return buf.getvalue()
+
+
+def _with_app_segment(jpeg: bytes, payload: bytes) -> bytes:
+    """``jpeg`` with an APP15 segment right after SOI (as an EXIF thumbnail would sit: a whole JPEG inside)."""
+    segment = b"\xff\xef" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+@pytest.mark.parametrize("cut", [0.7, 0.95])
+def test_truncated_jpeg_is_corrupt(tmp_path, cut):
+    full = _with_app_segment(_jpeg(), _jpeg(16))  # the inner JPEG's EOI must not make the file look complete
+    root = _jpeg_dataset(tmp_path, full[: int(len(full) * cut)])
+    ds = CocoInstanceDataset(root, "train", canvas=SMALL_CANVAS)
+    with pytest.raises(EdgeRCNNError, match=r"000001\.jpg: cannot decode the image"):
+        ds[0]
+
+
+def test_truncated_png_is_corrupt(tmp_path):
+    root = tmp_path / "ds"
+    make_shapes(root, train=2, val=0, size=64)
+    png = root / "images/train/000001.png"
+    data = png.read_bytes()
+    png.write_bytes(data[: len(data) // 2])
+    (root / "images/train/000002.png").write_bytes(data[:-12])  # only the end chunk is missing
+    ds = CocoInstanceDataset(root, "train", canvas=SMALL_CANVAS)
+    for i, name in enumerate(["000001.png", "000002.png"]):
+        with pytest.raises(EdgeRCNNError, match=rf"{name}: cannot decode the image"):
+            ds[i]
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "jpeg-exif-rotated", "jpeg-trailing-bytes", "jpeg-thumbnail"])
+def test_valid_images_decode_exactly_as_cv2_imread(tmp_path, kind):
+    ex = Image.Exif()
+    ex[0x0112] = 6  # rotate 90°: applied, as viewers and labelling tools show the image (data.dataset.decode_image)
+    data = {"png": None, "jpeg": _jpeg(), "jpeg-exif-rotated": _jpeg(exif=ex),
+            "jpeg-trailing-bytes": _jpeg() + b"\0" * 100, "jpeg-thumbnail": _with_app_segment(_jpeg(), _jpeg(16))}[kind]
+    if data is None:
+        root = tmp_path / "ds"
+        make_shapes(root, train=1, val=0, size=64)
+        name = "000001.png"
+    else:
+        name = "000001.jpg"
+        root = _jpeg_dataset(tmp_path, data, name)
+    ds = CocoInstanceDataset(root, "train", canvas=SMALL_CANVAS)
+    path = str(root / "images/train" / name)
+    expected = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # EXIF orientation applied
+    got = ds._read_image(ds.coco.imgs[ds.ids[0]])
+    assert got.shape == (64, 64, 3) and np.array_equal(got, expected)
+
+
+# ---- a split without instances is loud ------------------------------------------------------------------------------
+
+
+def test_empty_split_warns(tmp_path):
+    from rich.console import Console
+
+    from edgercnn.data.dataset import warn_if_empty
+
+    root = tmp_path / "ds"
+    make_shapes(root, train=3, val=1, size=64)
+    buf = io.StringIO()
+    ds = CocoInstanceDataset(root, "train", canvas=SMALL_CANVAS)
+    assert ds.instance_count == len(json.loads((root / "annotations/instances_train.json").read_text())["annotations"])
+    assert warn_if_empty(ds, Console(file=buf)) is False and buf.getvalue() == ""
+    path = root / "annotations/instances_train.json"
+    data = json.loads(path.read_text())
+    for ann in data["annotations"]:  # some crowd, some broken: nothing left to train on
+        ann.update({"iscrowd": 1} if ann["id"] % 2 else {"category_id": 99})
+    path.write_text(json.dumps(data))
+    ds = CocoInstanceDataset(root, "train", canvas=SMALL_CANVAS)
+    assert len(ds) == 3 and ds.instance_count == 0
+    assert warn_if_empty(ds, Console(file=buf, width=300)) is True
+    out = buf.getvalue()
+    assert "warning" in out and "instances_train.json" in out and "3 images but no instances" in out
+    assert len(out.strip().splitlines()) == 1
+
+
+# ---- garbage RLE counts are a per-annotation problem ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("counts", ["garbage!!", "PPPP", "O", "", "half", [1, 2, 3], [5000], [-5, 3], 5, None])
+def test_garbage_rle_is_skipped_or_strict(tmp_path, counts):
+    root = tmp_path / "ds"
+    make_shapes(root, train=2, val=0, size=64)
+    path = root / "annotations/instances_train.json"
+    data = json.loads(path.read_text())
+    seg = data["annotations"][0]["segmentation"]
+    seg["counts"] = seg["counts"][: len(seg["counts"]) // 2] if counts == "half" else counts
+    path.write_text(json.dumps(data))
+    ds = CocoInstanceDataset(root, "train", canvas=SMALL_CANVAS)
+    assert ds.skipped == {"bad_segmentation": 1}
+    for i in range(len(ds)):
+        ds[i]  # no traceback from pycocotools
+    with pytest.raises(EdgeRCNNError, match=r"annotation 1 .*malformed segmentation.*--strict"):
+        CocoInstanceDataset(root, "train", canvas=SMALL_CANVAS, strict=True)

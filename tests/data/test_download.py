@@ -1,23 +1,25 @@
 """Downloads against a local HTTP server: resume after a cut, checksum mismatch, zip-slip, COCO and Cityscapes
-flows. Nothing leaves 127.0.0.1."""
+flows; symlinks in zips and a full disk while extracting. Nothing leaves 127.0.0.1."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import stat
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from edgercnn.data.coco import prepare_coco
+from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.data.cityscapes import download_cityscapes
+from edgercnn.data.coco import prepare_coco
 from edgercnn.data.dataset import CocoInstanceDataset
 from edgercnn.data.download import download_file, extract_zip, verify_zip
 from edgercnn.data.shapes import make_shapes
-from edgercnn.core.errors import EdgeRCNNError
 
 
 class Server:
@@ -206,3 +208,48 @@ def test_cityscapes_download_flow(server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CITYSCAPES_PASSWORD", "s3cret")
     with pytest.raises(EdgeRCNNError, match="leftImg8bit_trainvaltest.zip not available"):
         download_cityscapes(root, base_url=server.url, progress=False)
+
+
+# ---- symlinks in zips -----------------------------------------------------------------------------------------------
+
+
+def _zip_with(entries):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3  # unix: external_attr carries the mode
+            info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entries", [
+    [("ok.txt", b"fine", stat.S_IFREG | 0o644), ("link", b"/etc", stat.S_IFLNK | 0o777),
+     ("link/passwd", b"owned", stat.S_IFREG | 0o644)],
+    [("dir/", b"", stat.S_IFDIR | 0o755), ("dir/link", b"../../outside", stat.S_IFLNK | 0o777)],
+    [("fifo", b"", stat.S_IFIFO | 0o644)],
+])
+def test_zip_symlink_entries_are_refused(tmp_path, entries):
+    from edgercnn.data.download import extract_zip
+
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(_zip_with(entries))
+    target = tmp_path / "out"
+    with pytest.raises(EdgeRCNNError, match=r"evil\.zip: entry '(link|dir/link|fifo)' is a symlink"):
+        extract_zip(archive, target, progress=False)
+    assert not target.exists()
+
+
+def test_zip_extraction_disk_full_is_one_line(tmp_path, monkeypatch):
+    from edgercnn.data.download import extract_zip
+
+    archive = tmp_path / "good.zip"
+    archive.write_bytes(_zip_with([("a.txt", b"x", stat.S_IFREG | 0o644), ("b.txt", b"y", stat.S_IFREG | 0o644)]))
+
+    def full(self, member, path=None, pwd=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "extract", full)
+    with pytest.raises(EdgeRCNNError, match=r"good\.zip: cannot extract entry 'a.txt' .*No space left.*free"):
+        extract_zip(archive, tmp_path / "out", progress=False)

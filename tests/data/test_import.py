@@ -31,7 +31,9 @@ from edgercnn.data.masks import import_masks
 from edgercnn.data.pennfudan import prepare_pennfudan
 from edgercnn.data.transforms import to_original
 
-PENNFUDAN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "PennFudanPed"
+from tests.paths import SHARED_DATASETS
+
+PENNFUDAN = SHARED_DATASETS / "PennFudanPed"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -2,7 +2,6 @@
 interpolating every canvas probability map to the full image; scripts/bench_eval.py runs (--tiny)."""
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +10,9 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from edgercnn.data.transforms import to_original
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from tests.paths import REPO
+
+SCRIPTS = REPO / "scripts"
 
 
 def full_interpolation(prediction, scale, pad, orig_size):

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.evaluation.cocometrics import coco_metrics
 from edgercnn.evaluation.detections import _rle_runs, load_detections, scorable_kinds
-from edgercnn.core.errors import EdgeRCNNError
+
+from tests.clirunner import invoke, one_line_error
+from tests.crafted import val_json
 
 GT = {"images": [{"id": i, "height": 40, "width": 60, "file_name": f"{i}.png"} for i in range(1, 6)],
       "categories": [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}], "annotations": []}
@@ -128,3 +131,42 @@ def test_rle_parser_agrees_with_pycocotools():
         runs = _rle_runs(counts)
         assert sum(runs) == m.size
         assert sum(runs[1::2]) == m.sum()  # odd runs are ones
+
+
+# ---- detections files -----------------------------------------------------------------------------------------------
+
+
+def _det(**kw):
+    entry = {"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [1.0, 1.0, 5.0, 5.0]}
+    entry.update(kw)
+    return entry
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ('[{"image_id": 1, "category_id": 1, "score": ' + "1" * 5001 + ', "bbox": [1, 1, 5, 5]}]', "cannot be read"),
+    (json.dumps([_det(bbox=[10.0, 10.0, -4.0, 5.0])]), "negative width or height"),
+    (json.dumps([_det(bbox=[10.0, 10.0, 4.0, -5.0])]), "negative width or height"),
+    ('[{"image_id": 1, "category_id": 1, "score": ' + "9" * 4000 + ', "bbox": [1, 1, 5, 5]}]',
+     "not a finite number"),
+])
+def test_hostile_detections_are_one_line(shapes, tmp_path, text, needle):
+    dets = tmp_path / "dets.json"
+    dets.write_text(text)
+    line = one_line_error(invoke("eval", "--detections", dets, "--data", shapes), needle)
+    assert len(line) < 600
+    assert not (tmp_path / "dets-metrics.json").exists()
+
+
+def test_valid_detections_score_and_the_input_is_kept(shapes, tmp_path):
+    gt = json.loads(val_json(shapes).read_text())
+    dets = tmp_path / "dets.json"
+    entries = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 1.0, "bbox": a["bbox"],
+                "segmentation": a["segmentation"]} for a in gt["annotations"]]
+    dets.write_text(json.dumps(entries))
+    before = dets.read_bytes()
+    result = invoke("eval", "--detections", dets, "--data", shapes)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "dets-metrics.json").read_text())
+    assert metrics["segm_AP"] == pytest.approx(100.0) and metrics["detections"] == len(entries)
+    assert dets.read_bytes() == before

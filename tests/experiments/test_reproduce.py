@@ -1,9 +1,16 @@
 """edgercnn reproduce beyond shapes: verdicts on hand-made numbers, the budgeted recipe for a user's dataset,
-dataset resolution, and a tiny end-to-end run on a "user" dataset."""
+dataset resolution, options and splits refused before training, no worker outliving a killed reproduce, and a
+tiny end-to-end run on a "user" dataset."""
 
 import json
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +23,8 @@ from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.experiments import budget
 from edgercnn.experiments.reproduce import CONFIGS, PROTOCOLS, resolve_dataset
 from edgercnn.reporting import verdict
+
+from tests.clirunner import invoke, one_line_error
 
 runner = CliRunner()
 
@@ -150,3 +159,115 @@ def test_compare_boundary_losses_ranks_every_config(user_data, tmp_path):
     ranking = pd.read_csv(ours / "ranking.csv")
     assert set(ranking["config"]) == {"baseline", "sobel-p2", "dice", "lovasz", "boundary", "hausdorff", "bmask"}
     assert "vs sobel-p2" in (ours / "ranking.md").read_text() and "Ranking per metric" in result.output
+
+
+# ---- reproduce: options and splits, before training -----------------------------------------------------------------
+
+
+@pytest.fixture
+def shapes_copy(tiny_shapes, tmp_path):
+    out = tmp_path / "shapes"
+    shutil.copytree(tiny_shapes, out)
+    return out
+
+
+@pytest.mark.parametrize("args,needle", [(["--seeds", "0"], "--seeds 0: must be >= 1"),
+                                         (["--seeds", "-1"], "--seeds -1: must be >= 1"),
+                                         (["--minutes", "nan"], "--minutes nan: must be a finite"),
+                                         (["--minutes", "inf"], "--minutes inf: must be a finite"),
+                                         (["--minutes", "0"], "--minutes 0.0: must be a finite")])
+def test_reproduce_refuses_options_no_run_can_use(tiny_shapes, tmp_path, args, needle):
+    result = invoke("reproduce", "--data", tiny_shapes, "--out-dir", tmp_path / "runs", "--results-dir",
+                    tmp_path / "res", *args)
+    one_line_error(result, needle)
+    assert not (tmp_path / "runs").exists()  # refused before measuring or training
+
+
+@pytest.mark.parametrize("split,change,needle", [
+    ("train", "crowd", "the train split has 8 images and no instance to learn from, only crowd regions"),
+    ("val", "crowd", "the val split has 3 images and no instance to score, only crowd regions"),
+    ("val", "no images", "the val split has 0 images and no instance to score")])
+def test_reproduce_refuses_a_split_without_instances_before_training(shapes_copy, tmp_path, split, change, needle):
+    path = shapes_copy / "annotations" / f"instances_{split}.json"
+    coco = json.loads(path.read_text())
+    if change == "crowd":
+        for ann in coco["annotations"]:
+            ann["iscrowd"] = 1
+    else:
+        coco["images"], coco["annotations"] = [], []
+    path.write_text(json.dumps(coco))
+    result = invoke("reproduce", "--data", shapes_copy, "--quick", "--steps", "2", "--jobs", "1", "--out-dir",
+                    tmp_path / "runs", "--results-dir", tmp_path / "res")
+    one_line_error(result, needle)
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_quick_gives_no_verdict_whatever_the_seeds(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from edgercnn.experiments import reproduce as module
+
+    runs = pd.DataFrame([{"config": c, "seed": s, "segm_AP": v} for c, vals in
+                         (("baseline", (60.0, 61.0, 59.0)), ("sobel-p2", (66.0, 65.0, 67.0))) for s, v in
+                         enumerate(vals)])
+    monkeypatch.setattr(module, "load_runs", lambda *a: runs)
+    monkeypatch.setattr(module, "load_curves", lambda *a: pd.DataFrame())
+    monkeypatch.setattr(module, "COMPARE_METRICS", ("segm_AP",))
+    console = Console(record=True, width=200)
+    full = module.print_verdicts(tmp_path, console)
+    assert (full["verdict"] == "helps").all()  # three seeds, +6: a verdict in a full run
+    quick = module.print_verdicts(tmp_path, console, quick=True)
+    assert (quick["verdict"] == "no verdict").all() and quick["reason"].str.contains("--quick").all()
+    text = console.export_text()
+    assert "not a verdict" in text and text.count(": helps") == 1  # the full run's line only
+
+
+# ---- killing reproduce leaves no worker behind ----------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    """ppid → pids, from /proc (Linux)."""
+    out: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_killing_reproduce_ends_its_workers(tiny_shapes, tmp_path, sig):
+    runs = tmp_path / "runs"
+    main = subprocess.Popen([sys.executable, "-m", "edgercnn", "reproduce", "--data", str(tiny_shapes), "--quick",
+                             "--steps", "100000", "--jobs", "2", "--out-dir", str(runs), "--results-dir",
+                             str(tmp_path / "res")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(runs.rglob("train.log"))) < 2:  # both workers are in their runs
+            assert main.poll() is None and time.monotonic() < deadline, "reproduce ended or never started its runs"
+            time.sleep(0.5)
+        workers = _children().get(main.pid, [])
+        assert len(workers) >= 2
+        os.kill(main.pid, sig)
+        main.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [p for p in workers if _alive(p)]
+    finally:
+        for pid in [main.pid, *workers]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        main.wait()

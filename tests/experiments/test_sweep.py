@@ -1,5 +1,5 @@
 """Experiments as data: the packaged grids mirror the paper's tables; sweep plans, reuses, resumes and skips; the
-Slurm path runs a tiny grid with submitit's local executor."""
+Slurm path runs a tiny grid with submitit's local executor; hostile experiment files and --set values are one line."""
 
 import os
 import re
@@ -12,13 +12,15 @@ from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config
-from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.config.recipes import recipe_values
-from edgercnn.reporting.results import SeedResult
-from edgercnn.training.rundir import RunDir
+from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.experiments.runner import Executor, RunJob
 from edgercnn.experiments.sweep import EXPERIMENTS_DIR, Experiment, experiment_names, parse_sets, plan, sweep
+from edgercnn.reporting.results import SeedResult
+from edgercnn.training.rundir import RunDir
 from edgercnn.training.trainer import Trainer
+
+from tests.clirunner import invoke, one_line_error
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PAPER = {  # experiment → its configurations (the paper's tables and sections)
@@ -219,3 +221,52 @@ def test_reuse_is_a_run_state(tmp_path):
     SeedResult.of(cfg).csv.parent.mkdir(parents=True)
     SeedResult.of(cfg).csv.write_text("segm_AP\n1.0\n")
     assert run_state(cfg, source) == "done"
+
+
+# ---- hostile experiment files, names and --set values ---------------------------------------------------------------
+
+
+def _experiment(tmp_path, text, name="mine.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("configs: {'../../x': {filters: [sobel]}}\n", "configs.../../x"),
+    ("configs: {'/abs': {}}\n", "configs./abs"),
+    ("configs: {a: {}}\nreuse: {a: ../other}\n", "reuse.a"),
+    ("configs: {a: {}}\ndataset: ../../etc\n", "dataset"),
+    ("seeds: abc\nconfigs: {a: {}}\n", "seeds"),
+    ("seeds: [0, x]\nconfigs: {a: {}}\n", "seeds"),
+    ("seeds: [-1]\nconfigs: {a: {}}\n", "seeds"),
+    ("configs: {a: [1, 2]}\n", "configs.a"),
+    ("configs: {a: {}}\nbase: [1]\n", "base"),
+])
+def test_hostile_experiment_yaml_is_one_line(tmp_path, text, needle):
+    path = _experiment(tmp_path, text)
+    with pytest.raises(EdgeRCNNError) as err:
+        Experiment.load(str(path))
+    assert needle in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+    line = one_line_error(invoke("sweep", path, "--dry-run", "--out-dir", tmp_path / "runs", "--results-dir",
+                                 tmp_path / "results"))
+    assert needle in line
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+def test_an_escaping_experiment_file_name_is_refused(tmp_path):
+    path = _experiment(tmp_path, "configs: {a: {}}\n", name="bad name\x01.yaml")
+    one_line_error(invoke("sweep", path, "--dry-run"), "experiment name")
+
+
+def test_an_ambiguous_experiment_prefix_names_the_candidates():
+    line = one_line_error(invoke("sweep", "table", "--dry-run"))
+    assert "table1_filters" in line and "table2_p" in line and "no such experiment" not in line
+
+
+@pytest.mark.parametrize("value", ["steps=[", "steps=!!python/object/apply:os.system ['echo pwned']",
+                                   "steps={a: [1"])
+def test_hostile_set_values_are_one_line(tmp_path, value, capfd):
+    one_line_error(invoke("sweep", "table1_filters", "--dry-run", "--set", value, "--out-dir", tmp_path / "r"),
+                   "--set steps")
+    assert "pwned" not in capfd.readouterr().out

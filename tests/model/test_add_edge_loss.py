@@ -1,7 +1,6 @@
 """edgercnn.add_edge_loss: the edge loss in any torchvision MaskRCNN, in a plain torch training loop."""
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,28 +14,14 @@ from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.losses import EdgeLoss
 from edgercnn.model.rcnn import EdgeRoIHeads
 from edgercnn.training.builder import build_model
+from tests.model.v2small import SIZE, V2_SMALL, one_image
+from tests.paths import REPO
 
-SIZE = 64
-README = Path(__file__).resolve().parents[1] / "README.md"
-#: torchvision's v2 model at test size, with settings off torchvision's defaults (to see that they are kept)
-V2_SMALL = dict(min_size=SIZE, max_size=SIZE, rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50,
-                rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=25, box_batch_size_per_image=32,
-                box_positive_fraction=0.5, box_fg_iou_thresh=0.6, box_score_thresh=0.01, box_detections_per_img=20)
+README = REPO / "README.md"
 
 
 def v2(**kw):
     return maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, **V2_SMALL, **kw)
-
-
-def one_image():
-    """One fixed 64×64 image with two rectangles and its torchvision target."""
-    image = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 0.3
-    masks = torch.zeros(2, SIZE, SIZE, dtype=torch.uint8)
-    masks[0, 8:36, 10:40] = 1
-    masks[1, 30:58, 34:60] = 1
-    image[:, masks.any(0).bool()] += 0.5
-    boxes = torch.tensor([[10.0, 8, 40, 36], [34, 30, 60, 58]])
-    return [image], [{"boxes": boxes, "labels": torch.tensor([1, 1]), "masks": masks}]
 
 
 def settings(heads: RoIHeads) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +30,10 @@ from edgercnn.model.matterport import (MatterportRoIAlign, MatterportRPN, RoundL
 from edgercnn.model.rcnn import FrozenStatsBatchNorm2d, MatterportSampler, load_imagenet
 from edgercnn.training.builder import build_model
 
+from tests.paths import REPO
+
 runner = CliRunner()
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def small(**kw) -> Config:

@@ -1,4 +1,4 @@
-"""The Edge Agreement Loss against values worked out by hand.
+"""The Edge Agreement Loss against values worked out by hand; its weight and p refused by one rule everywhere.
 
 Hand-derivation setup (used by most tests): M = 8, the target is the 4×4 square rows 2..5, cols 2..5; the
 prediction is the same square shifted one pixel right (cols 3..6). Filters are linear, so
@@ -13,8 +13,15 @@ import math
 
 import pytest
 import torch
+from torchvision.models.detection import maskrcnn_resnet50_fpn
+from torchvision.models.detection.roi_heads import RoIHeads
 
+from edgercnn import add_edge_loss
+from edgercnn.config import Config
+from edgercnn.core.errors import ConfigError
 from edgercnn.model.losses import GAUSSIAN_3X3, KERNELS, EdgeLoss, edge_agreement_loss, gaussian_smooth
+
+from tests.clirunner import invoke, one_line_error
 
 
 def shifted_square():
@@ -186,3 +193,35 @@ def test_edge_loss_object_matches_function():
     assert loss(pred, target).item() == pytest.approx(2 * edge_agreement_loss(pred, target, filters=("prewitt",), p=1).item())
     with pytest.raises(ValueError):
         EdgeLoss(filters=("nope",))
+
+
+# ---- edge-loss weight and p: one rule -------------------------------------------------------------------------------
+
+
+BAD_EDGE = [({"alpha": -1.0}, "alpha: must be >= 0"), ({"alpha": math.nan}, "alpha: must be >= 0"),
+            ({"alpha": math.inf}, "alpha: must be >= 0"), ({"p": math.inf}, "p: must be >= 1"),
+            ({"p": math.nan}, "p: must be >= 1"), ({"p": 0.5}, "p: must be >= 1")]
+
+
+@pytest.mark.parametrize("kw,message", BAD_EDGE)
+def test_add_edge_loss_refuses_what_the_command_line_refuses(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(filters=["sobel"], **kw).validate()
+    weight = {"weight": kw["alpha"]} if "alpha" in kw else kw
+    with pytest.raises(ValueError, match=message):
+        EdgeLoss(**weight)
+    with pytest.raises(ValueError, match=message):
+        edge_agreement_loss(torch.rand(1, 4, 4), torch.ones(1, 4, 4), **weight)
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2)
+    with pytest.raises(ValueError, match=message):
+        add_edge_loss(model, **kw)
+    assert type(model.roi_heads) is RoIHeads  # refused before the model was touched
+    flag = "--alpha" if "alpha" in kw else "--p"
+    one_line_error(invoke("train", flag, next(iter(kw.values())), "--data", "."), message)
+
+
+def test_edge_loss_weights_that_are_allowed():
+    assert EdgeLoss(weight=0).weight == 0 and EdgeLoss(p=1, weight=2.5).p == 1
+    Config(filters=["sobel"], alpha=0.0, p=3.0).validate()
+    with pytest.raises(ConfigError, match="alpha"):  # checked with or without filters, as before
+        Config(filters=[], alpha=-1.0).validate()

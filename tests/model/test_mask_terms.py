@@ -22,7 +22,7 @@ from edgercnn.reporting.ranking import ranking, ranking_rows
 from edgercnn.training.builder import build_model
 from edgercnn.training.trainer import Trainer
 
-from test_add_edge_loss import SIZE, V2_SMALL, one_image
+from tests.model.v2small import SIZE, V2_SMALL, one_image
 
 
 def test_config_spelling_names_and_errors():

@@ -1,5 +1,5 @@
 """edgercnn.reporting.report on hand-made per-seed CSVs: numbers against pandas and by hand, every format, plots,
-the paper's reference CSVs (the experiment sweeps: tests/test_sweep.py)."""
+the paper's reference CSVs (the experiment sweeps: tests/experiments/test_sweep.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ from edgercnn.reporting.report import (
     summarize,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-PAPER = ROOT / "results" / "paper"
+from tests.clirunner import invoke, one_line_error
+from tests.crafted import refuse_writes_in
+from tests.paths import REPO
+
+PAPER = REPO / "results" / "paper"
 
 # Per config, per segm metric: the three seeds' values. Means are round numbers so that the relative
 # changes can be worked out by hand (see test_relative_change_by_hand).
@@ -461,3 +464,73 @@ def test_unreadable_curve_file_does_not_fail_the_report(exp: Path):
     result = report(exp, fmt="markdown", console=_console())
     assert result.plots == [] and any(str(bad) in n for n in result.notes)
     assert "| baseline | 3 | 19.0 ± 1.00 |" in result.text
+
+
+# ---- report: seeds that are not one config --------------------------------------------------------------------------
+
+
+def _seed_csv(folder: Path, seed: int, **cols):
+    folder.mkdir(parents=True, exist_ok=True)
+    row = {"experiment": folder.parent.name, "config": folder.name, "seed": seed, "filters": "sobel", "p": 2.0,
+           "steps": 50, "data": "data/shapes", "data_fingerprint": "abc", "segm_AP": 20.0 + seed, "bbox_AP": 30.0}
+    row.update(cols)
+    pd.DataFrame([row]).to_csv(folder / f"seed-{seed}.csv", index=False)
+
+
+@pytest.mark.parametrize("column,value", [("experiment", "other"), ("data_fingerprint", "def"), ("steps", 99),
+                                          ("p", 3.0)])
+def test_report_refuses_seeds_that_differ(tmp_path, column, value):
+    exp = tmp_path / "results" / "demo"
+    _seed_csv(exp / "sobel-p2", 0)
+    _seed_csv(exp / "sobel-p2", 1)
+    _seed_csv(exp / "sobel-p2", 2, **{column: value})
+    line = one_line_error(invoke("report", exp), column)
+    assert "sobel-p2" in line and "seed(s) 0, 1" in line and "seed(s) 2" in line
+    result = invoke("report", exp, "--split-mixed", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert f"{column}={value}" in result.output
+
+
+def test_report_pools_seeds_that_differ_only_in_where_they_ran(tmp_path):
+    exp = tmp_path / "results" / "demo"
+    _seed_csv(exp / "sobel-p2", 0, device="cpu", data="/a/shapes")
+    _seed_csv(exp / "sobel-p2", 1, device="cuda", data="/b/shapes")  # same fingerprint, other path
+    result = invoke("report", exp, "--format", "csv")
+    assert result.exit_code == 0, result.output
+
+
+def test_compare_csv_with_two_rows_for_one_config_is_one_line(tmp_path):
+    exp = tmp_path / "results" / "demo"
+    _seed_csv(exp / "sobel-p2", 0)
+    ref = tmp_path / "ref.csv"
+    ref.write_text("config,segm_AP\nsobel-p2,20\nsobel-p2,21\n")
+    one_line_error(invoke("report", exp, "--compare", ref), "more than one row")
+
+
+# ---- report: names are text, not markup -----------------------------------------------------------------------------
+
+
+def test_split_mixed_table_keeps_the_bracketed_group_names(tmp_path):
+    exp = tmp_path / "results" / "demo"
+    for seed, experiment in ((0, "demo"), (1, "demo"), (2, "other")):
+        folder = exp / "baseline"
+        folder.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([{"experiment": experiment, "config": "baseline", "seed": seed, "filters": "", "p": 2.0,
+                       "steps": 50, "data": "data/shapes", "data_fingerprint": "abc", "segm_AP": 20.0 + seed,
+                       "bbox_AP": 30.0}]).to_csv(folder / f"seed-{seed}.csv", index=False)
+    result = invoke("report", exp, "--split-mixed")
+    assert result.exit_code == 0, result.output
+    assert "baseline [experiment=demo]" in result.output and "baseline [experiment=other]" in result.output
+
+
+# ---- an unwritable --plots folder -----------------------------------------------------------------------------------
+
+
+def test_read_only_plots_folder_for_report(run_copy, monkeypatch, tmp_path):
+    _, run = run_copy
+    assert invoke("eval", run.path).exit_code == 0  # a seed result to report
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    refuse_writes_in(monkeypatch, plots)
+    out = one_line_error(invoke("report", tmp_path / "results" / "tiny", "--plots", plots), str(plots))
+    assert "Read-only" in out

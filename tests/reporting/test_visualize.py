@@ -11,23 +11,36 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torchvision.models.detection.roi_heads import project_masks_on_boxes
 from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config
-from edgercnn.data.cityscapes import convert_cityscapes
-from edgercnn.data.transforms import to_original
 from edgercnn.core.errors import EdgeRCNNError
-from edgercnn.reporting.figures import comparison_figure, edges_figure
-from edgercnn.model.losses import EdgeLoss, channel_names, edge_maps, gaussian_smooth
+from edgercnn.data.cityscapes import convert_cityscapes
+from edgercnn.data.dataset import CocoInstanceDataset
+from edgercnn.data.transforms import to_original
 from edgercnn.experiments.pipeline import train_and_evaluate
+from edgercnn.model.losses import EdgeLoss, channel_names, edge_maps, gaussian_smooth
+from edgercnn.reporting.figures import comparison_figure, edges_figure
 from edgercnn.reporting.visualize import (
-    check_same_data, choose_rows, comparison_panels, crop_window, edge_arrays, load_run, mask_iou,
-    open_dataset, roi_probability, roi_target, spread, visualize_edges,
+    check_same_data,
+    choose_rows,
+    comparison_panels,
+    crop_window,
+    edge_arrays,
+    load_run,
+    mask_iou,
+    open_dataset,
+    roi_probability,
+    roi_target,
+    spread,
+    visualize_edges,
 )
-from torchvision.models.detection.roi_heads import project_masks_on_boxes
 
-CITYSCAPES = Path(__file__).resolve().parent / "fixtures" / "cityscapes"
+from tests.crafted import bomb
+from tests.paths import CITYSCAPES_FIXTURE
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 runner = CliRunner()
 
@@ -157,7 +170,7 @@ def test_rendered_edge_panels_hold_the_arrays(runs, tiny_shapes):
 
 def test_edges_on_the_cityscapes_fixture(tmp_path):
     data = tmp_path / "cityscapes"
-    convert_cityscapes(CITYSCAPES, out=data, progress=False)
+    convert_cityscapes(CITYSCAPES_FIXTURE, out=data, progress=False)
     path, arrays = visualize_edges(data, 1, tmp_path / "cs.png", instance=2, canvas=(256, 128), mask_size=56)
     assert is_png(path) and arrays.target.shape == (56, 56)
     _, target = open_dataset(data, "val", Config(canvas=[256, 128]))[0]
@@ -241,7 +254,7 @@ def test_one_line_errors(runs, tiny_shapes, tmp_path):
     one_line_error(invoke("visualize-edges", "--image-id", 1, "--out", tmp_path / "x.png"), "--data")
     # a run trained on another dataset: other classes (here: Cityscapes' 8) or other class names
     cs = tmp_path / "cityscapes"
-    convert_cityscapes(CITYSCAPES, out=cs, progress=False)
+    convert_cityscapes(CITYSCAPES_FIXTURE, out=cs, progress=False)
     one_line_error(invoke("visualize-edges", "--run", sobel, "--data", cs, "--image-id", 1,
                           "--out", tmp_path / "x.png"), "trained on 4 classes")
     renamed = tmp_path / "renamed"
@@ -272,3 +285,15 @@ def test_every_option_has_help(command):
     for param in click_cmd.params:
         if param.param_type_name == "option":
             assert param.help and len(param.help) > 10, f"{command} {param.opts} lacks help"
+
+
+# ---- the pixel limit ------------------------------------------------------------------------------------------------
+
+
+def test_visualize_refuses_an_image_over_the_limit(shapes, tmp_path):
+    from edgercnn.reporting.visualize import read_image
+
+    bomb(shapes)
+    ds = CocoInstanceDataset(shapes, "val", canvas=(64, 64))
+    with pytest.raises(EdgeRCNNError, match="over the limit"):
+        read_image(ds, ds.ids[0])

@@ -2,11 +2,12 @@
 
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from tests.paths import REPO
+
+SCRIPTS = REPO / "scripts"
 
 
 def load_script(name):

@@ -1,5 +1,5 @@
-"""Regressions from the third fault campaign (issue #18), run folders: an advisory lock per run folder (two
-processes on one run, a stale lock of a dead process), and eval refusing to overwrite its input."""
+"""training.rundir's lock: an advisory lock per run folder (two processes on one run, a held folder, a stale lock of
+a dead process, kill -9 then --resume). Issue #18."""
 
 from __future__ import annotations
 
@@ -14,26 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from edgercnn.cli import app
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.training.rundir import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--backbone", "small", "--canvas", "64x64", "--lr", "0.01", "--workers", "0", "--device", "cpu"]
+from tests.clirunner import TINY, invoke, one_line
+from tests.paths import REPO
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], terminal_width=200)
-
-
-def one_line(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), output
-    assert "Traceback" not in output
-    return lines[0]
 
 
 def rows(path):
@@ -147,28 +135,3 @@ def test_kill_9_leaves_a_lock_the_next_resume_takes_over(tiny_shapes, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"took over the lock of PID {proc.pid}" in " ".join(done.stderr.split())
     assert [r["step"] for r in rows(run.losses)] == [str(s) for s in range(1, 9)]
-
-
-# ---- eval --detections X --out X ------------------------------------------------------------------------------
-
-
-def test_eval_out_equal_to_the_detections_is_refused(tiny_shapes, tmp_path):
-    dets = tmp_path / "dets.json"
-    dets.write_text("[]")
-    for out in (dets, tmp_path / "sub" / ".." / "dets.json"):
-        line = one_line(invoke("eval", "--detections", dets, "--data", tiny_shapes, "--out", out).output)
-        assert "--out" in line and "--detections" in line
-        assert dets.read_text() == "[]"
-    link = tmp_path / "link.json"
-    os.link(dets, link)  # the same file under another name
-    one_line(invoke("eval", "--detections", dets, "--data", tiny_shapes, "--out", link).output)
-    assert dets.read_text() == "[]"
-
-
-def test_eval_out_over_the_ground_truth_is_refused(tiny_shapes, tmp_path):
-    dets = tmp_path / "dets.json"
-    dets.write_text("[]")
-    gt = next(p for p in Path(tiny_shapes).rglob("*.json") if "val" in p.name and p.name != "manifest.json")
-    before = gt.read_bytes()
-    one_line(invoke("eval", "--detections", dets, "--data", tiny_shapes, "--out", gt).output)
-    assert gt.read_bytes() == before
