@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 from edgercnn import __version__
 from edgercnn.cli import app
 
+from tests.paths import REPO
+
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -120,10 +122,9 @@ def test_reproduce_on_a_fresh_clone_trains_and_compares_with_the_committed_refer
                                                                                      monkeypatch):
     """The committed results/shapes is a reference to compare with, never mistaken for the user's finished runs."""
     import shutil
-    from pathlib import Path
 
     reference = tmp_path / "results" / "shapes"
-    committed = Path(__file__).resolve().parents[1] / "results" / "shapes"
+    committed = REPO / "results" / "shapes"
     shutil.copytree(committed, reference)
     monkeypatch.chdir(tmp_path)
     result = invoke("reproduce", "--data", str(tiny_shapes), "--seeds", "2", "--steps", "3", "--jobs", "1")

@@ -9,10 +9,13 @@ from typer.testing import CliRunner
 
 from edgercnn.cli import app
 from edgercnn.config import Config
+from edgercnn.data.shapes import make_shapes
 from edgercnn.evaluation.evaluate import evaluate_model
 from edgercnn.experiments.pipeline import train_and_evaluate
-from edgercnn.training.rundir import EVAL_COLUMNS
+from edgercnn.training.rundir import EVAL_COLUMNS, RunDir
 from edgercnn.training.trainer import Trainer
+
+from tests.clirunner import TINY, invoke, one_line_error
 
 runner = CliRunner()
 
@@ -119,3 +122,22 @@ def test_eval_detections_bad_files_are_one_line_errors(tiny_shapes, tmp_path, co
 def test_eval_needs_a_run_or_detections_with_data(tmp_path):
     assert "pass a RUN_DIR" in runner.invoke(app, ["eval"]).output
     assert "pass --data" in runner.invoke(app, ["eval", "--detections", str(tmp_path / "x.json")]).output
+
+
+# ---- empty val split ------------------------------------------------------------------------------------------------
+
+
+def test_an_empty_val_split_is_one_line_and_no_result(tmp_path):
+    data = tmp_path / "shapes"
+    make_shapes(data, train=2, val=0, size=64, seed=0)
+    result = invoke("train", "--data", data, *TINY, "--steps", "3", "--out-dir", tmp_path / "runs",
+                    "--results-dir", tmp_path / "results", "--experiment", "e")
+    assert result.exit_code == 1 and "Traceback" not in result.output  # trained, then one line instead of NaNs
+    errors = [line for line in " ".join(result.output.split()).split("error: ")[1:]]
+    assert len(errors) == 1 and "the val split has no images" in errors[0]
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("seed-*.csv"))
+    run = RunDir(tmp_path / "runs" / "e" / "sobel-p2" / "seed-0")
+    assert run.final_weights.is_file() and not run.metrics.exists()  # the training is kept
+    assert not run.lock_owner.exists()  # and the lock released
+    one_line_error(invoke("eval", run.path), "the val split has no images")
+    assert not run.metrics.exists() and not list((tmp_path / "results").rglob("seed-*.csv"))

@@ -15,7 +15,10 @@ from edgercnn.model.pretrained import resolve_backbone_weights
 from edgercnn.training.builder import build_model
 from edgercnn.training.checkpoint import write_weights
 
-PENNFUDAN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "PennFudanPed"
+from tests.clirunner import invoke, one_line_error
+from tests.paths import SHARED_DATASETS
+
+PENNFUDAN = SHARED_DATASETS / "PennFudanPed"
 ALL = [{"steps": 2, "layers": "all", "lr": 0.01}]
 
 
@@ -149,3 +152,14 @@ def test_card_command_on_the_cli_is_one_line_without_the_file(torch_home, tiny_s
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert ResNet50_Weights.IMAGENET1K_V1.url in result.output and "--backbone-weights none" in result.output
     assert not list((tmp_path / "runs").rglob("losses.csv"))  # nothing trained
+
+
+# ---- recipes and backbones ------------------------------------------------------------------------------------------
+
+
+def test_authors_recipe_with_the_small_backbone_does_not_ask_for_resnet50_weights(shapes, tmp_path):
+    line = one_line_error(invoke("train", "--recipe", "authors-coco", "--backbone", "small", "--data", shapes,
+                                 "--steps", "3", "--device", "cpu", "--out-dir", tmp_path / "runs"),
+                          "imagenet-resnet50")
+    assert "resnet18" in line and "download" not in line
+    assert not (tmp_path / "runs").exists()

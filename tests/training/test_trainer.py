@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +19,9 @@ from edgercnn.experiments.runs import run_state
 from edgercnn.reporting.report import report
 from edgercnn.training.rundir import LOSS_COLUMNS
 from edgercnn.training.trainer import Trainer
+
+from tests.clirunner import TINY, invoke, one_line_error
+from tests.crafted import refuse_writes_in
 
 
 def tiny_cfg(data, tmp_path, **kw):
@@ -145,3 +151,53 @@ def test_eval_of_a_partial_run_and_missing_folder(tiny_shapes, tmp_path):
 def test_missing_dataset_is_a_one_line_error(tmp_path):
     with pytest.raises(EdgeRCNNError, match="nodata: is not a folder; run edgercnn prepare"):
         Trainer(tiny_cfg(tmp_path / "nodata", tmp_path))
+
+
+# ---- errors in DataLoader workers -----------------------------------------------------------------------------------
+
+
+def test_an_image_error_in_a_worker_is_the_same_one_line(tiny_shapes, tmp_path):
+    data = tmp_path / "shapes"
+    shutil.copytree(tiny_shapes, data)
+    for image in (data / "images" / "train").iterdir():
+        image.unlink()  # every image: whichever worker reads first fails
+    base = ["train", "--data", data, *TINY, "--steps", "3", "--no-eval"]
+    outputs = []
+    for workers in ("0", "2"):
+        args = [*base, "--out-dir", tmp_path / f"runs{workers}"]
+        args[args.index("--workers") + 1] = workers
+        outputs.append(one_line_error(invoke(*args), "image file not found"))
+    assert "DataLoader worker" not in outputs[1]
+    assert outputs[1].split(": ", 2)[2] == outputs[0].split(": ", 2)[2]  # error: <image>: <the same words>
+
+
+# ---- unwritable outputs, refused before training --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_out_dir_under_a_file_is_one_line_before_training(tiny_shapes, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    out = one_line_error(invoke("train", "--data", tiny_shapes, *TINY, "--steps", "3", "--no-eval", "--out-dir",
+                                tmp_path / "afile" / "runs"), "not a folder")
+    assert "--out-dir" in out
+
+
+def test_read_only_results_dir_fails_before_training(tiny_shapes, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    results.mkdir()
+    refuse_writes_in(monkeypatch, results)
+    out = one_line_error(invoke("train", "--data", tiny_shapes, *TINY, "--steps", "3", "--out-dir",
+                                tmp_path / "runs", "--results-dir", results), "--results-dir")
+    assert "Read-only" in out
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_read_only_out_dir_via_os_access(tiny_shapes, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == runs and mode == os.W_OK
+                        else real(p, mode, *a, **k))
+    one_line_error(invoke("train", "--data", tiny_shapes, *TINY, "--steps", "3", "--no-eval", "--out-dir", runs),
+                   "--out-dir")
+    assert not any(runs.iterdir())
