@@ -4,7 +4,7 @@ on the same device and inputs; the data loader at the default workers against th
 overhead (scripts/bench_edge_overhead.py); evaluation images/s (inference + mapping back + RLE, 100 detections).
 
     python scripts/bench_train.py --device cuda          # R50-FPN, 1024x800, batch 2 (the paper's setting)
-    python scripts/bench_train.py --device cpu --tiny    # seconds: small preset, 128x128 (tests/test_bench.py)
+    python scripts/bench_train.py --device cpu --tiny    # seconds: small preset, 128x128 (tests/scripts/test_bench.py)
     python scripts/bench_train.py --device cuda --data data/coco   # the loader on real data
     python scripts/bench_train.py --profile    # cpu-pennfudan's step: per-op table, GFLOP, share of peak, A/B ratios
                                                # (scripts/bench_profile.py; --try more setups, --recipe another)

@@ -95,7 +95,7 @@ def to_original(prediction: dict[str, torch.Tensor], scale: float, pad: tuple[in
     output pixel is a convex combination of 2×2 source pixels, so it exceeds 0.5 only next to a source pixel above
     0.5 (0.49 here, a margin for rounding). Same sampling positions and weights as PyTorch's kernel; the result
     can differ from the full interpolation only where a value is within float rounding of 0.5
-    (tests/test_transforms_inverse.py, scripts/bench_eval.py)."""
+    (tests/data/test_transforms.py, scripts/bench_eval.py)."""
     h, w = orig_size
     top, left = pad
     boxes = prediction["boxes"].cpu().clone()

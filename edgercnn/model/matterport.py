@@ -5,7 +5,7 @@ seam classes; the config keys that select them (``Config.unloaded_init``, ``box_
 Source: github.com/zimmerrol/mask-rcnn-edge-agreement-loss (commit 2a6ccb7) ``mrcnn/model.py``, named by function
 below. Seams of torchvision 0.29.1: ``MultiScaleRoIAlign.forward`` (its ``scales``/``map_levels`` attributes and
 ``torchvision.ops.poolers._setup_scales``), ``RegionProposalNetwork.assign_targets_to_anchors`` and
-``compute_loss`` (same signatures); ``tests/test_authors_recipe.py`` fails loudly if they move.
+``compute_loss`` (same signatures); ``tests/model/test_authors_recipe.py`` fails loudly if they move.
 """
 
 from __future__ import annotations

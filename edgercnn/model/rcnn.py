@@ -4,7 +4,7 @@ Relies on torchvision 0.17–0.29 (checked against 0.29.1): ``RoIHeads.forward``
 ``maskrcnn_loss(mask_logits, proposals, gt_masks, gt_labels, mask_matched_idxs)``, which projects the
 ground-truth masks with ``project_masks_on_boxes``. ``EdgeRoIHeads`` overrides only the training branch of
 ``forward`` so that these targets are projected once and shared by the cross-entropy and the edge term;
-inference, the baseline and the state_dict are torchvision's. ``tests/test_model.py`` fails loudly if that seam
+inference, the baseline and the state_dict are torchvision's. ``tests/model/test_rcnn.py`` fails loudly if that seam
 moves. The authors' (matterport) alternatives of ``architecture.POSTPROCESS``, ``ROI_SAMPLING`` and
 ``MASK_TARGETS`` and ``add_gt_to_proposals`` use further RoIHeads seams of torchvision 0.29.1: the
 ``fg_bg_sampler`` attribute, ``add_gt_proposals``, ``assign_targets_to_proposals`` and ``postprocess_detections``

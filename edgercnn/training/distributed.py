@@ -3,7 +3,7 @@ whole batch.
 
 Each process takes its slice of the step's batch (``data.sampling.batch_keys``), so the effective batch and the
 data order stay a function of (seed, step). Two things make N processes × batch b/N compute the same losses and
-gradients as 1 process × batch b (tests/test_distributed.py checks it to 1e-5):
+gradients as 1 process × batch b (tests/training/test_distributed.py checks it to 1e-5):
 
 1. RoI/anchor sampling per image. torchvision's ``BalancedPositiveNegativeSampler`` draws from the global RNG
    image after image, so image 2 of a one-process batch sees another stream than image 2 alone on rank 1.
