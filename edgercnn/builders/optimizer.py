@@ -14,5 +14,5 @@ def build_optimizer(cfg: Config, model: nn.Module, lr: float | None = None,
     """``cfg.optimizer`` over ``model``'s parameters at ``lr`` (default: the first stage's), fused where torch
     has it (see ``edgercnn.model.optim.IMPLEMENTATIONS``). The trainer and anyone timing its step build it here."""
     lr = float(cfg.resolved_stages()[0]["lr"]) if lr is None else lr
-    return optim.build_optimizer(cfg.optimizer, model, lr, cfg.momentum, cfg.weight_decay, cfg.weight_decay_mode,
+    return optim.make_optimizer(cfg.optimizer, model, lr, cfg.momentum, cfg.weight_decay, cfg.weight_decay_mode,
                                  implementation)

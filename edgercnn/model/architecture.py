@@ -1,5 +1,5 @@
-"""Architecture choices as plain data (built by ``model.build_model``, validated by the config): backbone presets,
-normalisation, mask head sizes.
+"""Architecture choices as plain data (built by ``edgercnn.builders.model.build_model``, validated by the config):
+backbone presets, normalisation, mask head sizes.
 
 A preset names the torchvision ResNet and the widths of everything built on it. ``resnet50``/``resnet101`` are
 torchvision's Mask R-CNN R-FPN sizes (the authors used ResNet-101); ``small`` is the CPU preset: ResNet-18,

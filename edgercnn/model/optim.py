@@ -28,7 +28,7 @@ def _param_groups(model: nn.Module, weight_decay: float, mode: str) -> list[dict
             for p in model.parameters()]
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float, momentum: float, weight_decay: float,
+def make_optimizer(name: str, model: nn.Module, lr: float, momentum: float, weight_decay: float,
                     weight_decay_mode: str = "uniform", implementation: str = "auto") -> torch.optim.Optimizer:
     """All parameters in one group, or one per tensor with ``weight_decay_mode="per_size"`` (staged unfreezing only
     toggles ``requires_grad``, so the optimizer and its state are kept across stages: tensors without a gradient

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
+from edgercnn.core.checkpoint import read_weights
 from edgercnn.core.errors import EdgeRCNNError
 from edgercnn.model.vocab import (AUTO, COCO_BACKBONE, COCO_INIT_NAMES, IMAGENET_BACKBONES,  # noqa: F401 (owned there)
                                   PRETRAINED_NORMS, check_init, resolve_backbone_weights)
@@ -42,13 +43,7 @@ def load_coco(path: Path, hint: str) -> dict[str, Tensor]:
     """torchvision's COCO state_dict at ``path`` (``weights_only``); one-line error naming ``hint`` otherwise."""
     if not Path(path).is_file():
         raise EdgeRCNNError(f"COCO weights not found at {path}: {hint}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise EdgeRCNNError(f"{path}: not a readable torch state_dict ({err.__class__.__name__}); {hint}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise EdgeRCNNError(f"{path}: not a state_dict of weights; {hint}")
-    return state
+    return read_weights(path, hint)
 
 
 def load_detector(model: nn.Module, state: dict[str, Tensor], where: str, new_predictors: bool) -> list[str]:

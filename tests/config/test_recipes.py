@@ -379,13 +379,13 @@ def test_dataset_puts_crowd_boxes_on_the_canvas(tmp_path):
 
 
 def test_weight_decay_per_tensor_size():
-    from edgercnn.model.optim import build_optimizer
+    from edgercnn.model.optim import make_optimizer
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4))
-    opt = build_optimizer("sgd", model, 0.1, 0.9, 1e-4, "per_size")
+    opt = make_optimizer("sgd", model, 0.1, 0.9, 1e-4, "per_size")
     decays = [(g["params"][0].numel(), g["weight_decay"]) for g in opt.param_groups]
     assert decays == [(108, pytest.approx(2e-4 / 108)), (4, pytest.approx(2e-4 / 4)), (4, 0.0), (4, 0.0)]
-    assert [g["weight_decay"] for g in build_optimizer("sgd", model, 0.1, 0.9, 1e-4).param_groups] == [1e-4]
+    assert [g["weight_decay"] for g in make_optimizer("sgd", model, 0.1, 0.9, 1e-4).param_groups] == [1e-4]
 
 
 def test_frozen_stats_batch_norm_trains_scale_not_statistics():

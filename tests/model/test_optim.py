@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgercnn.model.optim import IMPLEMENTATIONS, build_optimizer, implementation_of
+from edgercnn.model.optim import IMPLEMENTATIONS, make_optimizer, implementation_of
 from edgercnn.core.checkpoint import read_checkpoint, write_checkpoint  # the trainer's file format
 
 
@@ -23,20 +23,20 @@ def step(model, opt, seed):
 
 
 def test_auto_picks_fused_adamw_and_foreach_sgd():
-    assert implementation_of(build_optimizer("adamw", tiny_model(), 1e-2, 0.9, 1e-4)) == "fused"  # CPU: torch >= 2.4
-    assert implementation_of(build_optimizer("sgd", tiny_model(), 1e-2, 0.9, 1e-4)) == "foreach"
-    assert implementation_of(build_optimizer("adamw", tiny_model(), 1e-2, 0.9, 1e-4, implementation="plain")) == "plain"
+    assert implementation_of(make_optimizer("adamw", tiny_model(), 1e-2, 0.9, 1e-4)) == "fused"  # CPU: torch >= 2.4
+    assert implementation_of(make_optimizer("sgd", tiny_model(), 1e-2, 0.9, 1e-4)) == "foreach"
+    assert implementation_of(make_optimizer("adamw", tiny_model(), 1e-2, 0.9, 1e-4, implementation="plain")) == "plain"
     with pytest.raises(ValueError, match="implementation"):
-        build_optimizer("adamw", tiny_model(), 1e-2, 0.9, 1e-4, implementation="fast")
+        make_optimizer("adamw", tiny_model(), 1e-2, 0.9, 1e-4, implementation="fast")
     with pytest.raises(ValueError, match="for sgd"):
-        build_optimizer("sgd", tiny_model(), 1e-2, 0.9, 1e-4, implementation="fused")
+        make_optimizer("sgd", tiny_model(), 1e-2, 0.9, 1e-4, implementation="fused")
 
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 @pytest.mark.parametrize("mode", ["uniform", "per_size"])
 def test_checkpoint_round_trip_gives_identical_next_step(tmp_path, name, mode):
     model = tiny_model()
-    opt = build_optimizer(name, model, 1e-2, 0.9, 1e-4, mode)
+    opt = make_optimizer(name, model, 1e-2, 0.9, 1e-4, mode)
     for s in range(3):
         step(model, opt, s)
     write_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": {},
@@ -44,7 +44,7 @@ def test_checkpoint_round_trip_gives_identical_next_step(tmp_path, name, mode):
     step(model, opt, 3)  # the uninterrupted run
 
     resumed = tiny_model(seed=1)  # other weights: all of them must come from the file
-    opt2 = build_optimizer(name, resumed, 1e-2, 0.9, 1e-4, mode)
+    opt2 = make_optimizer(name, resumed, 1e-2, 0.9, 1e-4, mode)
     state = read_checkpoint(tmp_path / "c.pt")
     resumed.load_state_dict(state["model"])
     opt2.load_state_dict(state["optimizer"])
@@ -56,9 +56,9 @@ def test_checkpoint_round_trip_gives_identical_next_step(tmp_path, name, mode):
 def test_plain_checkpoint_resumes_on_the_plain_path(tmp_path):
     """A run started before fused updates (or with them off) keeps its arithmetic when resumed."""
     model = tiny_model()
-    opt = build_optimizer("adamw", model, 1e-2, 0.9, 1e-4, implementation="plain")
+    opt = make_optimizer("adamw", model, 1e-2, 0.9, 1e-4, implementation="plain")
     step(model, opt, 0)
-    opt2 = build_optimizer("adamw", model, 1e-2, 0.9, 1e-4)
+    opt2 = make_optimizer("adamw", model, 1e-2, 0.9, 1e-4)
     opt2.load_state_dict(opt.state_dict())
     assert implementation_of(opt2) == "plain"
 
@@ -69,7 +69,7 @@ def test_frozen_parameters_stay_put_and_keep_no_state(name, implementation):
     """Staged unfreezing only toggles requires_grad: the optimizer is kept, frozen tensors get no update; the
     next stage's step updates tensors with and without optimizer state together (fused SGD failed there)."""
     model = tiny_model()
-    opt = build_optimizer(name, model, 1e-2, 0.9, 1e-4, implementation=implementation)
+    opt = make_optimizer(name, model, 1e-2, 0.9, 1e-4, implementation=implementation)
     frozen = list(model[0].parameters())
     for p in frozen:
         p.requires_grad_(False)
