@@ -1,10 +1,10 @@
 """COCO metrics of a results list against ground truth: segm, bbox and Boundary AP via faster-coco-eval.
 
-The metric names and their presentation live in ``edgercnn.evaluation.metrics``. faster-coco-eval gives the same segm/bbox numbers as
-pycocotools (tests/evaluation/test_cocometrics.py checks it) and adds iouType="boundary": Boundary AP of Cheng et al.,
-"Boundary IoU", CVPR 2021, where a detection's IoU with a non-crowd ground truth is min(mask IoU, boundary
-IoU), the boundary of a mask being its pixels within d = round(0.02 × image diagonal) pixels (at least 1) of
-the background, with the outside of the image counted as background.
+The metric names and their presentation live in ``edgercnn.evaluation.metrics``. faster-coco-eval gives the same
+segm/bbox numbers as pycocotools (tests/evaluation/test_cocometrics.py checks it) and adds iouType="boundary":
+Boundary AP of Cheng et al., "Boundary IoU", CVPR 2021, where a detection's IoU with a non-crowd ground truth is
+min(mask IoU, boundary IoU), the boundary of a mask being its pixels within d = round(0.02 × image diagonal) pixels
+(at least 1) of the background, with the outside of the image counted as background.
 """
 
 from __future__ import annotations
