@@ -71,15 +71,19 @@ class SeedResult:
                 atomic_write_bytes(getattr(self, name), src.read_bytes())
 
 
-def git_commit() -> str:
-    """The commit of the edgercnn source tree (+ "-dirty" with local changes), or "unknown"."""
-    here = Path(edgercnn.__file__).resolve().parent
+def git_commit(source: Path | None = None) -> str:
+    """The commit of the edgercnn source tree (+ "-dirty" when its code has local changes), or "unknown".
+
+    Only changes to the package itself (``source``, default the installed ``edgercnn/``; an uncommitted new module
+    counts) and to the checkout's ``pyproject.toml`` (the dependency ranges) make it dirty: a checkout re-making its
+    own ``results/`` trains the committed code, and says so."""
+    here = source or Path(edgercnn.__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", ".",
+                                "../pyproject.toml"], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
