@@ -48,3 +48,29 @@ def test_bench_train_profile_tiny_on_cpu(capsys):
     assert out["gflop_per_step"] > 0 and 0 < out["share_of_peak"] < 1 and out["ratio_fused"] > 0
     printed = capsys.readouterr().out
     assert "aten::convolution_backward" in printed and "fp32 peak:" in printed and "fused:" in printed
+
+
+def test_bench_trees_same_losses_compares_every_logged_loss():
+    same_losses = load_script("bench_trees").same_losses
+    a = [{"step": "1", "loss_total": "1.5", "loss_edge": "0.2", "step_time_s": "0.3"}]
+    assert same_losses(a, [dict(a[0], step_time_s="0.9")])  # the time may differ, the losses not
+    assert not same_losses(a, [dict(a[0], loss_edge="0.25")])
+    assert not same_losses(a, a + a) and not same_losses([], [])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs a git checkout (--old HEAD is a worktree)")
+def test_bench_trees_runs_a_revision_against_this_checkout(tiny_shapes, capsys):
+    out = load_script("bench_trees").main(["--old", "HEAD", "--data", str(tiny_shapes), "--steps", "3", "--skip",
+                                           "1", "--rounds", "1", "--", "--backbone", "small", "--canvas", "64x64"])
+    assert math.isfinite(out["ratio"]) and out["ratio"] > 0 and len(out["rounds"]) == 1
+    printed = capsys.readouterr().out
+    assert "new/old step time, median over 1 round(s)" in printed and "identical losses:" in printed
+
+
+def test_bench_trees_refuses_a_tree_shadowed_by_the_working_folder(tmp_path):
+    # `python -m` puts the working folder before PYTHONPATH: a checkout there would be measured instead of the tree
+    (tmp_path / "edgercnn").mkdir()
+    (tmp_path / "edgercnn" / "__init__.py").write_text("")
+    with pytest.raises(SystemExit, match="imports edgercnn from"):
+        load_script("bench_trees").check_imports(REPO, tmp_path)
